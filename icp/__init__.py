@@ -1,0 +1,36 @@
+"""icp — the Inference Control Plane: closed-loop control of Hugging Face transformers decoding."""
+
+from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds
+from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
+from .generation_context import UnsupportedDecodingError
+from .processors import ICP, ICPCompositionWarning, ICPLogitsProcessor
+from .regimes import REGIMES
+from .trace import STOP_REASONS, Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ICP",
+    "ICPCompositionWarning",
+    "ICPConfig",
+    "ICPLogitsProcessor",
+    "DivergenceConfig",
+    "DivergenceStoppingCriteria",
+    "LoopConfig",
+    "LoopStoppingCriteria",
+    "REGIMES",
+    "RegimeThresholds",
+    "STOP_REASONS",
+    "Trace",
+    "UnsupportedDecodingError",
+    "load_default_model",
+]
+
+
+def __getattr__(name):
+    # Lazy: loading the default model pulls in gguf/accelerate only when asked for.
+    if name in ("load_default_model", "DEFAULT_MODEL_NAME"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'icp' has no attribute {name!r}")

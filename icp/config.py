@@ -1,0 +1,326 @@
+"""Configuration of ICP: one validated dataclass holding every constant the control plane uses.
+
+Defaults are for the embedded default model (SmolLM2-135M-Instruct) and come from measurements
+that `examples/measure_defaults.py` reproduces (see the README, "Defaults and where they come
+from"). A calibrated model card (later) overrides them per model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+__all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig"]
+
+CoherenceSource = Literal["auto", "hidden", "logits"]
+MetaUncertaintyKind = Literal["entropy_volatility", "varentropy"]
+_COHERENCE_SOURCES = ("auto", "hidden", "logits")
+_META_UNCERTAINTY_KINDS = ("entropy_volatility", "varentropy")
+
+
+def _check_finite(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`{name}` (={value!r}) has to be a finite number.")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    _check_finite(name, value)
+    if value <= 0:
+        raise ValueError(f"`{name}` (={value!r}) has to be strictly positive.")
+
+
+def _check_non_negative(name: str, value: Any) -> None:
+    _check_finite(name, value)
+    if value < 0:
+        raise ValueError(f"`{name}` (={value!r}) has to be non-negative.")
+
+
+def _check_unit_interval(name: str, value: Any, *, closed_right: bool = False) -> None:
+    _check_finite(name, value)
+    ok = 0 <= value <= 1 if closed_right else 0 <= value < 1
+    if not ok:
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"`{name}` (={value!r}) has to be in {interval}.")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` (={value!r}) has to be an integer >= {minimum}.")
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} keys {unknown}; allowed keys are {sorted(known)}.")
+    return cls(**data)
+
+
+@dataclass
+class RegimeThresholds:
+    """Boundaries of the four regimes in the (H, C, U, repetition) phase space.
+
+    A token is, in this order of precedence:
+
+    - **unstable** if (H >= `unstable_entropy` or U >= `unstable_meta_uncertainty`) and
+      C < `coherent`: high uncertainty with coherence lost;
+    - **rigid** if H < `rigid_entropy` and the row's loop progress >= `rigid_repetition`: confident
+      and repeating, a loop in the making;
+    - **exploratory** if H >= `exploratory_entropy` and C >= `coherent`: uncertain, still coherent;
+    - **reasoning** otherwise: structured and stable.
+
+    Args:
+        rigid_entropy (`float`, *optional*, defaults to 0.5): nats.
+        rigid_repetition (`float`, *optional*, defaults to 0.5): loop progress (1 = a loop, see
+            [`icp.signals.trailing_cycle`]).
+        exploratory_entropy (`float`, *optional*, defaults to 2.0): nats.
+        unstable_entropy (`float`, *optional*, defaults to 4.0): nats.
+        unstable_meta_uncertainty (`float`, *optional*, defaults to 2.0): units of U.
+        coherent (`float`, *optional*, defaults to 0.75): coherence in [0, 1].
+
+    Example:
+        >>> from icp import RegimeThresholds
+        >>> RegimeThresholds(rigid_entropy=0.3).rigid_entropy
+        0.3
+    """
+
+    rigid_entropy: float = 0.5
+    rigid_repetition: float = 0.5
+    exploratory_entropy: float = 2.0
+    unstable_entropy: float = 4.0
+    unstable_meta_uncertainty: float = 2.0
+    coherent: float = 0.75
+
+    def __post_init__(self) -> None:
+        for name in ("rigid_entropy", "exploratory_entropy", "unstable_entropy", "unstable_meta_uncertainty"):
+            _check_non_negative(name, getattr(self, name))
+        _check_positive("rigid_repetition", self.rigid_repetition)
+        _check_unit_interval("coherent", self.coherent, closed_right=True)
+        if not self.rigid_entropy <= self.exploratory_entropy <= self.unstable_entropy:
+            raise ValueError(
+                "Regime entropies must be ordered `rigid_entropy` <= `exploratory_entropy` <= `unstable_entropy`, "
+                f"got {self.rigid_entropy} <= {self.exploratory_entropy} <= {self.unstable_entropy}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegimeThresholds:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class LoopConfig:
+    """When a row counts as looping: a cycle of at most `max_period` tokens seen `min_repeats` times
+    in a row, covering at least `min_loop_tokens` repeated tokens.
+
+    Args:
+        max_period (`int`, *optional*, defaults to 32): longest cycle searched for.
+        min_repeats (`int`, *optional*, defaults to 3): sightings of the cycle that make a loop.
+        min_loop_tokens (`int`, *optional*, defaults to 16): least repeated tokens that make a loop,
+            so that "the the" or a short legitimate refrain does not count.
+
+    Example:
+        >>> from icp import LoopConfig
+        >>> LoopConfig(max_period=8).window
+        24
+    """
+
+    max_period: int = 32
+    min_repeats: int = 3
+    min_loop_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        _check_int("max_period", self.max_period, 1)
+        _check_int("min_repeats", self.min_repeats, 2)
+        _check_int("min_loop_tokens", self.min_loop_tokens, 1)
+
+    @property
+    def window(self) -> int:
+        """Tokens the detector needs to see: enough for the longest loop it can report."""
+        return max(self.max_period * self.min_repeats, self.min_loop_tokens + self.max_period)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class DivergenceConfig:
+    """When a row counts as diverging: F above `free_energy_bound` or U above
+    `meta_uncertainty_bound` for `patience` consecutive steps.
+
+    Args:
+        free_energy_bound (`float`, *optional*, defaults to 5.0): nats.
+        meta_uncertainty_bound (`float`, *optional*, defaults to 2.5): units of U.
+        patience (`int`, *optional*, defaults to 8): consecutive steps k.
+
+    Example:
+        >>> from icp import DivergenceConfig
+        >>> DivergenceConfig(patience=4).patience
+        4
+    """
+
+    free_energy_bound: float = 5.0
+    meta_uncertainty_bound: float = 2.5
+    patience: int = 8
+
+    def __post_init__(self) -> None:
+        _check_finite("free_energy_bound", self.free_energy_bound)
+        _check_positive("meta_uncertainty_bound", self.meta_uncertainty_bound)
+        _check_int("patience", self.patience, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DivergenceConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class ICPConfig:
+    """Every constant of the Inference Control Plane, validated on construction.
+
+    Args:
+        target_entropy (`float`, *optional*, defaults to 1.3): H*, the entropy (nats) of the sampled
+            distribution Q the controller steers each row toward. Must not exceed log(vocab size).
+        gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature.
+        min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T.
+        max_temperature (`float`, *optional*, defaults to 1.5): upper bound of T.
+        initial_temperature (`float`, *optional*, defaults to 1.0): T at the first step; the leak
+            pulls log T back toward it.
+        leak (`float`, *optional*, defaults to 0.02): share of (log T - log T0) removed each step, in
+            [0, 1); keeps the controller from drifting on long generations.
+        cool_rate (`float`, *optional*, defaults to 0.15): log-temperature removed per unstable step.
+        heat_rate (`float`, *optional*, defaults to 0.15): log-temperature added per rigid step.
+        derepeat_penalty (`float`, *optional*, defaults to 3.0): nats subtracted, on rigid rows, from
+            the logit of the token that would continue the repeated cycle.
+        min_p (`float`, *optional*, defaults to 0.05): ICP's own truncation after temperature, in
+            [0, 1) (0 disables it): tokens below `min_p` × the top probability are dropped.
+        gamma (`float`, *optional*, defaults to 1.0): γ, the weight of coherence in F.
+        lam (`float`, *optional*, defaults to 1.0): λ, the weight of meta-uncertainty in F.
+        coherence (`str`, *optional*, defaults to `"auto"`): one of `"auto"`, `"hidden"`, `"logits"`.
+            `"hidden"` needs the model (final-norm forward hook); `"auto"` uses it when possible and
+            falls back to `"logits"`.
+        coherence_decay (`float`, *optional*, defaults to 0.9): α of the decaying average of past
+            states coherence compares against, in [0, 1).
+        logit_floor (`float`, *optional*, defaults to -20.0): log-probability floor of the
+            logits-only coherence state.
+        meta_uncertainty (`str`, *optional*, defaults to `"entropy_volatility"`): one of
+            `"entropy_volatility"`, `"varentropy"`.
+        volatility_window (`int`, *optional*, defaults to 16): steps of the entropy-volatility window.
+        regimes ([`RegimeThresholds`], *optional*): regime boundaries.
+        loop ([`LoopConfig`], *optional*): loop detection.
+        divergence ([`DivergenceConfig`], *optional*): divergence detection.
+        control (`bool`, *optional*, defaults to `True`): `False` makes ICP an observer: it records
+            every signal and returns the logits untouched.
+        eos_token_id (`int` or `list[int]`, *optional*): end-of-sequence ids; read from the model's
+            generation config when ICP is given the model or runs inside `generate()`.
+
+    Example:
+        >>> from icp import ICPConfig
+        >>> ICPConfig(target_entropy=2.0).target_entropy
+        2.0
+        >>> ICPConfig(gain=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `gain` (=-1.0) has to be strictly positive.
+    """
+
+    target_entropy: float = 1.3
+    gain: float = 0.3
+    min_temperature: float = 0.2
+    max_temperature: float = 1.5
+    initial_temperature: float = 1.0
+    leak: float = 0.02
+    cool_rate: float = 0.15
+    heat_rate: float = 0.15
+    derepeat_penalty: float = 3.0
+    min_p: float = 0.05
+    gamma: float = 1.0
+    lam: float = 1.0
+    coherence: CoherenceSource = "auto"
+    coherence_decay: float = 0.9
+    logit_floor: float = -20.0
+    meta_uncertainty: MetaUncertaintyKind = "entropy_volatility"
+    volatility_window: int = 16
+    regimes: RegimeThresholds = field(default_factory=RegimeThresholds)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    control: bool = True
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.regimes, dict):
+            self.regimes = RegimeThresholds.from_dict(self.regimes)
+        if isinstance(self.loop, dict):
+            self.loop = LoopConfig.from_dict(self.loop)
+        if isinstance(self.divergence, dict):
+            self.divergence = DivergenceConfig.from_dict(self.divergence)
+        _check_non_negative("target_entropy", self.target_entropy)
+        for name in ("gain", "min_temperature", "max_temperature", "initial_temperature"):
+            _check_positive(name, getattr(self, name))
+        if self.min_temperature > self.max_temperature:
+            raise ValueError(
+                f"`min_temperature` (={self.min_temperature}) has to be <= `max_temperature` (={self.max_temperature})."
+            )
+        if not self.min_temperature <= self.initial_temperature <= self.max_temperature:
+            raise ValueError(
+                f"`initial_temperature` (={self.initial_temperature}) has to lie in "
+                f"[`min_temperature`, `max_temperature`] = [{self.min_temperature}, {self.max_temperature}]."
+            )
+        _check_unit_interval("leak", self.leak)
+        for name in ("cool_rate", "heat_rate", "derepeat_penalty", "gamma", "lam"):
+            _check_non_negative(name, getattr(self, name))
+        _check_unit_interval("min_p", self.min_p)
+        if self.coherence not in _COHERENCE_SOURCES:
+            raise ValueError(f"`coherence` (={self.coherence!r}) has to be one of {_COHERENCE_SOURCES}.")
+        _check_unit_interval("coherence_decay", self.coherence_decay)
+        _check_finite("logit_floor", self.logit_floor)
+        if self.logit_floor >= 0:
+            raise ValueError(f"`logit_floor` (={self.logit_floor}) has to be a negative log-probability.")
+        if self.meta_uncertainty not in _META_UNCERTAINTY_KINDS:
+            raise ValueError(
+                f"`meta_uncertainty` (={self.meta_uncertainty!r}) has to be one of {_META_UNCERTAINTY_KINDS}."
+            )
+        _check_int("volatility_window", self.volatility_window, 2)
+        if not isinstance(self.control, bool):
+            raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
+        if self.eos_token_id is not None:
+            ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
+            if not isinstance(ids, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
+            ):
+                raise ValueError(
+                    f"`eos_token_id` (={self.eos_token_id!r}) has to be a non-negative int or a list of them."
+                )
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """`eos_token_id` as a list (empty when unset)."""
+        if self.eos_token_id is None:
+            return []
+        return [self.eos_token_id] if isinstance(self.eos_token_id, int) else list(self.eos_token_id)
+
+    def check_vocab(self, vocab_size: int) -> None:
+        """Raises if `target_entropy` is unreachable for a vocabulary of `vocab_size` tokens."""
+        if self.target_entropy > math.log(vocab_size):
+            raise ValueError(
+                f"`target_entropy` (={self.target_entropy}) exceeds log(vocab size) = {math.log(vocab_size):.4f} "
+                f"(vocab size {vocab_size}): no distribution over this vocabulary has that much entropy."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that [`ICPConfig.from_dict`] turns back into an equal config."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ICPConfig:
+        """Builds a config from [`ICPConfig.to_dict`]'s output; unknown keys raise, listing the allowed ones."""
+        return _from_dict(cls, data)

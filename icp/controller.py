@@ -1,0 +1,83 @@
+"""The per-row feedback law on log-temperature. Tensor in, tensor out; imports only torch.
+
+With x = log T, each step (as in the entropic-time controller of the seeds, `003_*`):
+
+    x ← x + heat·[rigid] − cool·[unstable]                       (regime-dependent dissipation)
+    T = exp(clip(x, log T_min, log T_max))                        (applied to this step's logits)
+    x ← clip(x − η·g·(H_Q − H*) − leak·(x − x0), log T_min, log T_max)   (entropy feedback)
+
+H_Q is the entropy of the distribution actually sampled from at temperature T, H* the target.
+g = V_Q / (1 + V_Q) ∈ [0, 1) scales the step by the local sensitivity dH_Q/dx, which equals the
+varentropy V_Q of Q (the heat capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no
+temperature can move, then leaves x alone instead of winding it up. Since 0 ≤ η·g < η, the
+contraction condition 0 < η·μ < 1 of the seed's theorem holds whenever η·μ_max < 1, and the clip
+keeps x bounded whatever the logits do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["LogTemperatureController"]
+
+
+class LogTemperatureController:
+    """Per-row bounded feedback on log-temperature toward a target entropy.
+
+    Args:
+        target_entropy (`float`): H* in nats.
+        gain (`float`): η > 0.
+        min_temperature (`float`): T_min > 0.
+        max_temperature (`float`): T_max >= T_min.
+        initial_temperature (`float`): T0 in [T_min, T_max]; the leak pulls toward it.
+        leak (`float`): in [0, 1).
+        heat_rate (`float`): log-temperature added per rigid step.
+        cool_rate (`float`): log-temperature removed per unstable step.
+
+    Example:
+        >>> import torch
+        >>> from icp.controller import LogTemperatureController
+        >>> ctl = LogTemperatureController(1.0, 0.5, 0.25, 4.0, 1.0, 0.0, 0.0, 0.0)
+        >>> x = ctl.initial_state(2, torch.device("cpu"))
+        >>> x = ctl.update(x, sampled_entropy=torch.tensor([2.0, 0.0]), sampled_varentropy=torch.ones(2))
+        >>> x.exp()  # too hot -> cooler; too cold -> hotter
+        tensor([0.7788, 1.2840])
+    """
+
+    def __init__(
+        self,
+        target_entropy: float,
+        gain: float,
+        min_temperature: float,
+        max_temperature: float,
+        initial_temperature: float,
+        leak: float,
+        heat_rate: float,
+        cool_rate: float,
+    ) -> None:
+        self.target_entropy = float(target_entropy)
+        self.gain = float(gain)
+        self.log_min = math.log(min_temperature)
+        self.log_max = math.log(max_temperature)
+        self.log_initial = math.log(initial_temperature)
+        self.leak = float(leak)
+        self.heat_rate = float(heat_rate)
+        self.cool_rate = float(cool_rate)
+
+    def initial_state(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """log T0 for every row, float32, on `device`."""
+        return torch.full((batch_size,), self.log_initial, dtype=torch.float32, device=device)
+
+    def dissipate(self, x: torch.Tensor, rigid: torch.Tensor, unstable: torch.Tensor) -> torch.Tensor:
+        """Heats rigid rows and cools unstable ones, then clips. Returns the new x."""
+        x = x + self.heat_rate * rigid.to(x.dtype) - self.cool_rate * unstable.to(x.dtype)
+        return x.clamp(self.log_min, self.log_max)
+
+    def update(self, x: torch.Tensor, sampled_entropy: torch.Tensor, sampled_varentropy: torch.Tensor) -> torch.Tensor:
+        """One feedback step from the entropy H_Q and varentropy V_Q of the sampled distribution."""
+        sensitivity = sampled_varentropy / (1.0 + sampled_varentropy)
+        error = sampled_entropy - self.target_entropy
+        x = x - self.gain * sensitivity * error - self.leak * (x - self.log_initial)
+        return x.clamp(self.log_min, self.log_max)

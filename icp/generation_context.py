@@ -1,0 +1,127 @@
+"""What `generate()` does around ICP: decoding mode, processors before and after it, max length.
+
+A `LogitsProcessor` only sees `(input_ids, scores)`. To handle generate's own processors honestly
+(MISSION: "ICP must see the raw logits, or know exactly what was applied before it"), ICP looks up,
+once per generation (never per step), the calling `generate()` frame and reads its merged
+`logits_processor` list and `generation_config`. Outside `generate()` nothing is found and ICP
+simply runs on what it is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GenerationContext", "find_generation_context", "UnsupportedDecodingError"]
+
+_MAX_FRAMES = 25
+# Processors that change the distribution after ICP (generate's "warpers").
+_DOWNSTREAM_WARPERS = {  # class name -> (generate kwarg, attribute holding its value)
+    "TemperatureLogitsWarper": ("temperature", "temperature"),
+    "TopKLogitsWarper": ("top_k", "top_k"),
+    "TopPLogitsWarper": ("top_p", "top_p"),
+    "MinPLogitsWarper": ("min_p", "min_p"),
+    "TypicalLogitsWarper": ("typical_p", "mass"),
+    "EpsilonLogitsWarper": ("epsilon_cutoff", "epsilon"),
+    "EtaLogitsWarper": ("eta_cutoff", "epsilon"),
+    "TopHLogitsWarper": ("top_h", "top_h"),
+}
+
+
+class UnsupportedDecodingError(ValueError):
+    """Raised when ICP is used in a decoding mode it refuses (beam search, assisted decoding)."""
+
+
+@dataclass
+class GenerationContext:
+    """The generate() call ICP runs in.
+
+    Attributes:
+        function (`str`): the decoding loop's name (`"_sample"`, `"_beam_search"`, ...).
+        do_sample (`bool`): whether generate samples (False: greedy, ICP only observes).
+        max_length (`int` or None): generate's max_length (prompt + max_new_tokens).
+        before (`list[str]`): class names of processors applied before ICP.
+        after (`list[str]`): class names of processors applied after ICP.
+        downstream (`dict[str, Any]`): generate kwargs of the warpers after ICP with their values.
+        eos_token_ids (`list[int]`): end-of-sequence ids generate uses.
+    """
+
+    function: str
+    do_sample: bool
+    max_length: int | None = None
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    downstream: dict[str, Any] = field(default_factory=dict)
+    eos_token_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _warper_value(processor: Any, attribute: str) -> Any:
+    value = getattr(processor, attribute, None)
+    # EtaLogitsWarper keeps its epsilon as a tensor: read once per generation, not per step.
+    return value.tolist() if hasattr(value, "tolist") else value  # once per generation
+
+
+def _eos_ids(generation_config: Any) -> list[int]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    if isinstance(eos, int):
+        return [eos]
+    try:
+        return [int(e) for e in eos]
+    except TypeError:
+        return []
+
+
+def find_generation_context(processor: Any) -> GenerationContext | None:
+    """Finds the generate() frame whose processor list holds `processor`; None outside generate().
+
+    Raises:
+        UnsupportedDecodingError: for beam search and assisted (speculative) decoding.
+    """
+    frame = sys._getframe(1)
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            return None
+        local_vars = frame.f_locals
+        processors = local_vars.get("logits_processor")
+        if isinstance(processors, list) and any(p is processor for p in processors):
+            return _build_context(frame.f_code.co_name, processors, processor, local_vars.get("generation_config"))
+        frame = frame.f_back
+    return None
+
+
+def _build_context(function: str, processors: list, processor: Any, generation_config: Any) -> GenerationContext:
+    num_beams = getattr(generation_config, "num_beams", 1) or 1
+    if "beam" in function or num_beams > 1:
+        raise UnsupportedDecodingError(
+            f"ICP does not support beam search (`num_beams`={num_beams}): beams are re-ranked and re-ordered "
+            "every step, so ICP's per-row state (temperature, coherence, trace) would follow the wrong "
+            "hypothesis. Use `do_sample=True, num_beams=1`, with `num_return_sequences` for several candidates."
+        )
+    if "assisted" in function:
+        raise UnsupportedDecodingError(
+            "ICP does not support assisted (speculative) decoding (`assistant_model` / `prompt_lookup_num_tokens`): "
+            "the processor would run on draft positions that may be rejected, corrupting its per-row state. "
+            "Generate without an assistant."
+        )
+    index = next(i for i, p in enumerate(processors) if p is processor)
+    after = processors[index + 1 :]
+    downstream = {}
+    for p in after:
+        known = _DOWNSTREAM_WARPERS.get(type(p).__name__)
+        if known is not None:
+            downstream[known[0]] = _warper_value(p, known[1])
+    return GenerationContext(
+        function=function,
+        do_sample=bool(getattr(generation_config, "do_sample", True)),
+        max_length=getattr(generation_config, "max_length", None),
+        before=[type(p).__name__ for p in processors[:index]],
+        after=[type(p).__name__ for p in after],
+        downstream=downstream,
+        eos_token_ids=_eos_ids(generation_config),
+    )

@@ -1,0 +1,121 @@
+"""Forward hooks that hand ICP the model's final hidden state at no extra forward pass.
+
+[`FinalHiddenStateHook`] hooks the model's final normalisation layer (the input of the LM head) and
+keeps, for the latest forward call, the last position's hidden state (what produced the logits ICP
+is about to see) and, on a prefill, the mean hidden state of the prompt (left padding masked out).
+A pre-hook on the model itself notes each new KV-cache object: every `generate()` call makes a new
+one, which is how ICP knows a new generation started even when shapes happen to line up.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+
+__all__ = ["FinalHiddenStateHook", "find_final_norm"]
+
+_FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm", "final_norm")
+
+
+def find_final_norm(model: nn.Module) -> nn.Module | None:
+    """Returns the module whose output feeds the LM head (the final norm), or None.
+
+    Looks in the base model (`model.<base_model_prefix>`, then `model.model`, then `model`) for an
+    attribute named one of `norm`, `final_layernorm`, `ln_f`, `final_layer_norm`, `final_norm`.
+
+    Args:
+        model (`torch.nn.Module`): a causal LM.
+    """
+    candidates = []
+    prefix = getattr(model, "base_model_prefix", None)
+    if prefix and isinstance(getattr(model, prefix, None), nn.Module):
+        candidates.append(getattr(model, prefix))
+    if isinstance(getattr(model, "model", None), nn.Module):
+        candidates.append(model.model)
+    decoder = getattr(model, "decoder", None)
+    if isinstance(decoder, nn.Module):
+        candidates.append(decoder)
+    candidates.append(model)
+    for base in candidates:
+        for name in _FINAL_NORM_NAMES:
+            module = getattr(base, name, None)
+            if isinstance(module, nn.Module):
+                return module
+    return None
+
+
+class FinalHiddenStateHook:
+    """Captures the final hidden state of each forward pass of `model`.
+
+    Args:
+        model (`torch.nn.Module`): a causal LM with a hookable final norm.
+
+    Raises:
+        ValueError: if the model has no final norm ICP can find.
+
+    Attributes:
+        last_hidden (`torch.FloatTensor` of shape `(batch, hidden)` or None): the last position's
+            state of the latest forward call.
+        prompt_mean (`torch.FloatTensor` of shape `(batch, hidden)` or None): on the latest prefill,
+            the mean state over the prompt's real tokens before the last one (zeros if none).
+        generation_id (`int`): increases by one each time a forward call arrives with a KV cache not
+            seen before, or with no cache and more than one position (a new generation).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        norm = find_final_norm(model)
+        if norm is None:
+            raise ValueError(
+                f"`model` ({type(model).__name__}) has no final norm ICP can hook (looked for "
+                f"{', '.join(_FINAL_NORM_NAMES)} on the base model), so hidden-state coherence is unavailable. "
+                "Pass `coherence='logits'` for the logits-only coherence."
+            )
+        self.last_hidden: torch.Tensor | None = None
+        self.prompt_mean: torch.Tensor | None = None
+        self.generation_id = 0
+        self._attention_mask: torch.Tensor | None = None
+        self._cache_ref = None
+        self._handles = [
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+            norm.register_forward_hook(self._after_norm),
+        ]
+
+    def _before_forward(self, module, args, kwargs):
+        self._attention_mask = kwargs.get("attention_mask")
+        cache = kwargs.get("past_key_values")
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if cache is not None:
+            seen = self._cache_ref() if self._cache_ref is not None else None
+            if seen is not cache:
+                self.generation_id += 1
+                try:
+                    self._cache_ref = weakref.ref(cache)
+                except TypeError:  # pragma: no cover - caches are plain objects
+                    self._cache_ref = None
+        elif input_ids is not None and input_ids.dim() == 2 and input_ids.shape[1] > 1:
+            self._cache_ref = None
+        return None
+
+    def _after_norm(self, module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if hidden.dim() != 3:
+            return None
+        hidden = hidden.detach()
+        self.last_hidden = hidden[:, -1, :].float()
+        if hidden.shape[1] > 1:
+            prompt = hidden[:, :-1, :].float()
+            mask = self._attention_mask
+            if mask is not None and mask.dim() == 2 and mask.shape[1] >= hidden.shape[1]:
+                weights = mask[:, -hidden.shape[1] : -1].to(prompt.dtype).unsqueeze(-1)
+            else:
+                weights = torch.ones(prompt.shape[:2] + (1,), dtype=prompt.dtype, device=prompt.device)
+            self.prompt_mean = (prompt * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return None
+
+    def remove(self) -> None:
+        """Detaches the hooks from the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

@@ -1,0 +1,343 @@
+"""ICP's logits processor and `ICP` itself, a `LogitsProcessorList` you pass to `generate()`.
+
+Where ICP sits in `generate()` (transformers 5): generate's own processors (repetition penalty,
+`no_repeat_ngram_size`, bad words, `min_new_tokens` masks, ...) run *before* user processors, so ICP
+sees their output and records which ran (`trace.metadata["generation_context"]["before"]`). generate's
+sampling warpers (temperature, top-k, top-p, min-p, typical, epsilon, eta, top-h) run *after* user
+processors. ICP is a whole sampling policy (its own temperature and min-p truncation), so:
+
+- it works best with the warpers off: `temperature=1.0, top_k=0, top_p=1.0` (what
+  [`ICP.generation_kwargs`] returns). Note that `do_sample=True` alone switches on top-k=50;
+- when warpers are on, they compose with ICP: the effective temperature is ICP's T times generate's
+  `temperature`, and their truncation intersects ICP's. ICP warns once per generation
+  ([`ICPCompositionWarning`]) naming each such kwarg and its value, and records them in the trace's
+  metadata. Its KL(Q||P) and H_Q then describe ICP's own distribution, not the final one;
+- with `do_sample=False` (greedy) ICP cannot steer (temperature and truncation keep the argmax): it
+  warns, returns the logits untouched and records the signals; its stopping criteria still act;
+- beam search and assisted decoding are refused with [`UnsupportedDecodingError`].
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
+
+from .config import ICPConfig
+from .controller import LogTemperatureController
+from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
+from .hooks import FinalHiddenStateHook
+from .regimes import RIGID, UNSTABLE, classify_regime
+from .signals import (
+    cosine_continuity,
+    distribution_signals,
+    ema_update,
+    entropy_volatility,
+    free_energy,
+    kl_divergence,
+    logit_features,
+    sanitize_logits,
+    temper_and_truncate,
+)
+from .state import DecodingState
+from .trace import Trace
+
+__all__ = ["ICP", "ICPLogitsProcessor", "ICPCompositionWarning", "UnsupportedDecodingError"]
+
+logger = logging.getLogger(__name__)
+
+
+class ICPCompositionWarning(UserWarning):
+    """generate() applies warpers after ICP (or decodes greedily), so ICP does not alone decide Q."""
+
+
+class ICPLogitsProcessor(LogitsProcessor):
+    """Measures H, V, C, U, KL, F and the regime of every row at every step, steers each row's
+    temperature toward the target entropy, truncates (min-p), and records it all in the trace.
+
+    Most users want [`ICP`], which wraps this processor with its stopping criteria.
+
+    Args:
+        config ([`ICPConfig`]): the configuration.
+        hidden_state_hook ([`FinalHiddenStateHook`], *optional*): source of hidden-state coherence;
+            without it coherence is computed from the logits.
+
+    Example:
+        >>> import torch
+        >>> from icp import ICPConfig
+        >>> from icp.processors import ICPLogitsProcessor
+        >>> proc = ICPLogitsProcessor(ICPConfig())
+        >>> scores = torch.randn(2, 50)
+        >>> out = proc(torch.zeros(2, 3, dtype=torch.long), scores)
+        >>> out.shape, out is scores
+        (torch.Size([2, 50]), False)
+    """
+
+    def __init__(self, config: ICPConfig, hidden_state_hook: FinalHiddenStateHook | None = None) -> None:
+        self.config = config
+        self.hook = hidden_state_hook
+        self.state = DecodingState(config)
+        self.controller = LogTemperatureController(
+            target_entropy=config.target_entropy,
+            gain=config.gain,
+            min_temperature=config.min_temperature,
+            max_temperature=config.max_temperature,
+            initial_temperature=config.initial_temperature,
+            leak=config.leak,
+            heat_rate=config.heat_rate,
+            cool_rate=config.cool_rate,
+        )
+        self.observe_only = not config.control
+
+    def reset(self) -> None:
+        """Forgets the current generation; the next call starts clean."""
+        self.state.reset()
+
+    # ------------------------------------------------------------------------------ set-up (once)
+    def _start(self, input_ids: torch.Tensor, scores: torch.Tensor, generation_id: int | None) -> None:
+        if scores.dim() != 2:
+            raise ValueError(f"`scores` must have shape (batch, vocab), got {tuple(scores.shape)}.")
+        if input_ids.shape[0] != scores.shape[0]:
+            raise ValueError(
+                f"`input_ids` has {input_ids.shape[0]} rows but `scores` has {scores.shape[0]}: they must match."
+            )
+        self.config.check_vocab(scores.shape[-1])
+        context = find_generation_context(self)
+        self.observe_only = not self.config.control
+        if context is not None:
+            self._warn_about_composition(context)
+            if not context.do_sample:
+                self.observe_only = True
+        x0 = self.controller.initial_state(scores.shape[0], scores.device)
+        self.state.start(input_ids, scores, x0, context, generation_id)
+
+    def _warn_about_composition(self, context: GenerationContext) -> None:
+        if not context.do_sample and self.config.control:
+            warnings.warn(
+                "generate() decodes greedily (`do_sample=False`): temperature and truncation keep the argmax, so ICP "
+                "cannot steer. It records the signals and its stopping criteria still act. Pass `do_sample=True` "
+                "for control.",
+                ICPCompositionWarning,
+                stacklevel=4,
+            )
+            return
+        active = {
+            k: v
+            for k, v in context.downstream.items()
+            if not (k == "temperature" and v == 1.0) and not (k == "top_k" and v in (0, None))
+        }
+        if active and self.config.control:
+            listed = ", ".join(f"{k}={v}" for k, v in active.items())
+            hint = "temperature=1.0, top_k=0, top_p=1.0"
+            note = ""
+            if "temperature" in active:
+                note = f" The effective temperature is ICP's T x {active['temperature']}."
+            warnings.warn(
+                f"generate() applies {listed} after ICP, on top of ICP's own temperature and min-p truncation.{note} "
+                f"ICP's trace (KL, sampled entropy) describes its own distribution, not the final one. Pass {hint} "
+                "(or `**icp.generation_kwargs()`) to let ICP alone decide the sampling distribution.",
+                ICPCompositionWarning,
+                stacklevel=4,
+            )
+
+    # --------------------------------------------------------------------------- the step (hot)
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        state = self.state
+        generation_id = self.hook.generation_id if self.hook is not None else None
+        if not state.is_continuation(input_ids, generation_id):
+            self._start(input_ids, scores, generation_id)
+        state.observe_token(input_ids)  # no-op when the stopping criteria already did it
+        config = self.config
+        step = state.step
+        active = ~state.done
+
+        z = sanitize_logits(scores)
+        dist = distribution_signals(z)
+        coherence = self._coherence(dist.logp, active)
+        if config.meta_uncertainty == "varentropy":
+            meta = dist.varentropy
+        else:
+            state.buffers.write(step, {"entropy": dist.entropy}, active)
+            meta = entropy_volatility(state.buffers.window("entropy", step, config.volatility_window))
+        regime = classify_regime(dist.entropy, coherence, meta, state.loop_progress, config.regimes)
+
+        if self.observe_only:
+            logq, temperature = dist.logp, torch.ones_like(dist.entropy)
+            sampled = dist
+            kl = torch.zeros_like(dist.entropy)
+            output = scores
+        else:
+            rigid, unstable = regime == RIGID, regime == UNSTABLE
+            x = torch.where(active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature)
+            temperature = x.exp()
+            if config.derepeat_penalty > 0:
+                # De-repeat rigid rows: push down the token that would continue the repeated cycle.
+                penalty = (config.derepeat_penalty * rigid.to(z.dtype)).unsqueeze(1)
+                z = z.scatter_add(1, state.cycle_next_token.unsqueeze(1), -penalty)
+            logq = temper_and_truncate(z, temperature, config.min_p)
+            sampled = distribution_signals(logq)
+            kl = kl_divergence(logq, dist.logp)
+            updated = self.controller.update(x, sampled.entropy, sampled.varentropy)
+            state.log_temperature = torch.where(active, updated, state.log_temperature)
+            output = logq
+
+        energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)
+        bounds = config.divergence
+        over = (energy > bounds.free_energy_bound) | (meta > bounds.meta_uncertainty_bound)
+        state.over_bound_steps = torch.where(active & over, state.over_bound_steps + 1, torch.zeros_like(state.over_bound_steps))
+        state.buffers.write(
+            step,
+            {
+                "entropy": dist.entropy,
+                "varentropy": dist.varentropy,
+                "coherence": coherence,
+                "meta_uncertainty": meta,
+                "kl": kl,
+                "free_energy": energy,
+                "temperature": temperature,
+                "sampled_entropy": sampled.entropy,
+                "regime": regime,
+            },
+            active,
+        )
+        state.last_logp = dist.logp
+        state.step = step + 1
+        return output
+
+    def _coherence(self, logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        state, config = self.state, self.config
+        if self.hook is not None and self.hook.last_hidden is not None:
+            current = self.hook.last_hidden
+            if current.shape[0] != state.batch_size:
+                raise RuntimeError(
+                    f"The hooked hidden state has {current.shape[0]} rows but the logits have {state.batch_size}: "
+                    "ICP's model hook and generate() disagree (was ICP built with a different model?)."
+                )
+            if state.coherence_reference is None:
+                prompt = self.hook.prompt_mean
+                state.coherence_reference = prompt if prompt is not None else torch.zeros_like(current)
+        else:
+            current = logit_features(logp, config.logit_floor)
+            if state.coherence_reference is None:
+                state.coherence_reference = torch.zeros_like(current)
+        coherence = cosine_continuity(current, state.coherence_reference)
+        state.coherence_reference = ema_update(state.coherence_reference, current, config.coherence_decay, active)
+        return coherence
+
+
+class ICP(LogitsProcessorList):
+    """The Inference Control Plane: pass it as `logits_processor` and its `stopping_criteria` to
+    `generate()`, then read `icp.trace`.
+
+    Args:
+        model (`PreTrainedModel`, *optional*): the model that will generate. Enables hidden-state
+            coherence (a forward hook on its final norm; no extra forward pass) and supplies the
+            end-of-sequence ids and the vocabulary size check.
+        config ([`ICPConfig`], *optional*): the configuration; defaults to `ICPConfig()`.
+        **overrides: fields of [`ICPConfig`] to change, e.g. `target_entropy=1.5`.
+
+    Example:
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> from icp import ICP
+        >>> _ = torch.manual_seed(0)
+        >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+        >>> icp = ICP(model)
+        >>> out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=6, **icp.generation_kwargs())
+        >>> icp.trace.to_dict()["entropy"].shape
+        (1, 6)
+    """
+
+    def __init__(self, model: Any = None, config: ICPConfig | None = None, **overrides: Any) -> None:
+        base = config if config is not None else ICPConfig()
+        if not isinstance(base, ICPConfig):
+            raise TypeError(f"`config` must be an ICPConfig, got {type(base).__name__}.")
+        if overrides:
+            merged = base.to_dict()
+            unknown = sorted(set(overrides) - set(merged))
+            if unknown:
+                raise TypeError(f"Unknown ICP option(s) {unknown}; allowed are the ICPConfig fields {sorted(merged)}.")
+            merged.update(overrides)
+            base = ICPConfig.from_dict(merged)
+        hook = None
+        if model is not None:
+            base = self._complete_from_model(base, model)
+            if base.coherence in ("auto", "hidden"):
+                try:
+                    hook = FinalHiddenStateHook(model)
+                except ValueError:
+                    if base.coherence == "hidden":
+                        raise
+                    logger.info("No hookable final norm on %s: using logits-only coherence.", type(model).__name__)
+        elif base.coherence == "hidden":
+            raise ValueError(
+                "`coherence='hidden'` needs the model: pass it as `ICP(model, ...)`, or use `coherence='logits'`."
+            )
+        self.config = base
+        self.model_name = getattr(model, "name_or_path", None) if model is not None else None
+        self.processor = ICPLogitsProcessor(base, hook)
+        from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
+
+        self.stopping_criteria = StoppingCriteriaList(
+            [LoopStoppingCriteria(self.processor.state), DivergenceStoppingCriteria(self.processor.state)]
+        )
+        super().__init__([self.processor])
+
+    @staticmethod
+    def _complete_from_model(config: ICPConfig, model: Any) -> ICPConfig:
+        model_config = getattr(model, "config", None)
+        vocab = getattr(model_config, "vocab_size", None) if model_config is not None else None
+        if hasattr(model_config, "get_text_config"):
+            vocab = getattr(model_config.get_text_config(), "vocab_size", vocab)
+        if isinstance(vocab, int) and vocab > 1:
+            config.check_vocab(vocab)
+        if config.eos_token_id is None:
+            eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+            if eos is None and model_config is not None:
+                eos = getattr(model_config, "eos_token_id", None)
+            if eos is not None:
+                merged = config.to_dict()
+                merged["eos_token_id"] = eos if isinstance(eos, int) else [int(e) for e in eos]
+                config = ICPConfig.from_dict(merged)
+        return config
+
+    @property
+    def coherence_source(self) -> str:
+        """`"hidden"` when coherence comes from the model's hidden states, else `"logits"`."""
+        return "hidden" if self.processor.hook is not None else "logits"
+
+    @property
+    def trace(self) -> Trace:
+        """The trace of the latest generation, finalised on first access (one host copy)."""
+        if not self.processor.state.started:
+            raise RuntimeError("ICP has not run yet: call generate(..., logits_processor=icp) first.")
+        return self.processor.state.trace(
+            {"config": self.config.to_dict(), "coherence_source": self.coherence_source, "model": self.model_name}
+        )
+
+    def reset(self) -> None:
+        """Forgets the latest generation. Not needed between generate() calls (ICP detects a new one),
+        but harmless."""
+        self.processor.reset()
+
+    def remove_hooks(self) -> None:
+        """Detaches ICP's forward hooks from the model; coherence falls back to logits afterwards."""
+        if self.processor.hook is not None:
+            self.processor.hook.remove()
+            self.processor.hook = None
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that make ICP the whole sampling policy of `generate()`:
+        sampling on, generate's own warpers off, ICP's processor and criteria in."""
+        return {
+            "do_sample": True,
+            "temperature": 1.0,
+            "top_k": 0,
+            "top_p": 1.0,
+            "logits_processor": self,
+            "stopping_criteria": self.stopping_criteria,
+        }

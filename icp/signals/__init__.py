@@ -1,0 +1,38 @@
+"""Pure tensor functions for ICP's per-step signals. They import only torch.
+
+See the README's "The quantities" for the formulas.
+"""
+
+from .coherence import cosine_continuity, ema_update, logit_features
+from .distribution import (
+    DistributionSignals,
+    distribution_signals,
+    entropy,
+    kl_divergence,
+    sanitize_logits,
+    temper_and_truncate,
+    token_surprisal,
+    varentropy,
+)
+from .fusion import free_energy
+from .repetition import RepeatedCycle, loop_progress, trailing_cycle
+from .uncertainty import entropy_volatility
+
+__all__ = [
+    "DistributionSignals",
+    "RepeatedCycle",
+    "cosine_continuity",
+    "distribution_signals",
+    "ema_update",
+    "entropy",
+    "entropy_volatility",
+    "free_energy",
+    "kl_divergence",
+    "logit_features",
+    "loop_progress",
+    "sanitize_logits",
+    "temper_and_truncate",
+    "token_surprisal",
+    "trailing_cycle",
+    "varentropy",
+]

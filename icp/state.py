@@ -1,0 +1,167 @@
+"""Per-generation state shared by ICP's logits processor and its stopping criteria.
+
+Batch size, vocabulary and device are unknown until the first call of a generation, so the state is
+set up lazily there (`start`) and thrown away by `reset()` or by the next generation. Everything a
+step touches is a device tensor; the bookkeeping that decides *which* step it is uses Python ints
+derived from tensor shapes, never tensor values, so nothing here synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import ICPConfig
+from .generation_context import GenerationContext
+from .signals import token_surprisal, trailing_cycle
+from .trace import STOP_REASONS, Trace, TraceBuffers
+
+__all__ = ["DecodingState", "LENGTH", "EOS", "LOOP", "DIVERGENCE"]
+
+LENGTH, EOS, LOOP, DIVERGENCE = range(len(STOP_REASONS))
+_DEFAULT_CAPACITY = 256
+
+
+class DecodingState:
+    """Device-side state of one generation: control variables, stop bookkeeping and trace buffers.
+
+    Args:
+        config ([`ICPConfig`]): the configuration.
+
+    Attributes:
+        started (`bool`): whether a generation has been set up.
+        step (`int`): index of the next step the processor will run.
+        batch_size (`int`), vocab_size (`int`), prompt_length (`int`), device (`torch.device`).
+        log_temperature (`torch.FloatTensor` of shape `(batch,)`): the controller's x = log T.
+        done (`torch.BoolTensor` of shape `(batch,)`): rows that stopped (frozen in the trace).
+        stop_reason (`torch.LongTensor` of shape `(batch,)`): codes into `STOP_REASONS`.
+        stop_step (`torch.LongTensor` of shape `(batch,)`): step each row stopped at, -1 if running.
+    """
+
+    def __init__(self, config: ICPConfig) -> None:
+        self.config = config
+        self.generation_id: int | None = None
+        self.context: GenerationContext | None = None
+        self.started = False
+        self._trace_cache: Trace | None = None
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def reset(self) -> None:
+        """Forgets the current generation; the next processor call starts a new one."""
+        self.started = False
+        self.context = None
+        self._trace_cache = None
+
+    def start(
+        self,
+        input_ids: torch.Tensor,
+        scores: torch.Tensor,
+        log_temperature: torch.Tensor,
+        context: GenerationContext | None,
+        generation_id: int | None,
+    ) -> None:
+        """Sets up buffers for a generation whose first processor call sees `input_ids`, `scores`."""
+        batch, vocab = scores.shape
+        device = scores.device
+        self.started = True
+        self.generation_id = generation_id
+        self.context = context
+        self.batch_size, self.vocab_size, self.device = batch, vocab, device
+        self.prompt_length = input_ids.shape[1]
+        self.step = 0
+        self.tokens_seen = self.prompt_length  # input_ids length whose last token was processed
+        capacity = _DEFAULT_CAPACITY
+        if context is not None and context.max_length is not None:
+            capacity = max(1, context.max_length - self.prompt_length)
+        self.buffers = TraceBuffers(batch, capacity, device)
+        self.log_temperature = log_temperature
+        self.done = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.stop_reason = torch.full((batch,), LENGTH, dtype=torch.long, device=device)
+        self.stop_step = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.over_bound_steps = torch.zeros(batch, dtype=torch.long, device=device)
+        self.loop_progress = torch.zeros(batch, dtype=torch.float32, device=device)
+        self.cycle_next_token = torch.zeros(batch, dtype=torch.long, device=device)
+        self.loop_now = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.coherence_reference: torch.Tensor | None = None
+        self.last_logp: torch.Tensor | None = None
+        eos = list(self.config.eos_token_ids)
+        if not eos and context is not None:
+            eos = context.eos_token_ids
+        self.eos_ids = torch.tensor(sorted(set(eos)), dtype=torch.long, device=device) if eos else None
+        self._trace_cache = None
+
+    def is_continuation(self, input_ids: torch.Tensor, generation_id: int | None) -> bool:
+        """Whether `input_ids` continues the current generation (shape and cache bookkeeping only)."""
+        if not self.started:
+            return False
+        if generation_id is not None and generation_id != self.generation_id:
+            return False
+        return input_ids.shape[0] == self.batch_size and input_ids.shape[1] == self.prompt_length + self.step
+
+    # ---------------------------------------------------------------------------------- token side
+    def observe_token(self, input_ids: torch.Tensor) -> None:
+        """Processes the newest token of `input_ids` once: records it and its surprisal, updates the
+        repetition signal, and stops rows that produced an end-of-sequence token.
+
+        Called by the stopping criteria right after sampling, or by the processor at the next step
+        when no ICP criterion runs. Idempotent for a given length.
+        """
+        length = input_ids.shape[1]
+        if not self.started or length <= self.tokens_seen or length > self.prompt_length + self.step:
+            return
+        self.tokens_seen = length
+        step = length - 1 - self.prompt_length  # the step that sampled this token
+        token = input_ids[:, -1]
+        active = ~self.done
+        values = {"token": token}
+        if self.last_logp is not None:
+            values["surprisal"] = token_surprisal(self.last_logp, token)
+        self.buffers.write(step, values, active)
+
+        loop = self.config.loop
+        window = input_ids[:, max(self.prompt_length, length - loop.window) :]
+        cycle = trailing_cycle(window, loop.max_period, loop.min_repeats, loop.min_loop_tokens)
+        self.loop_progress = torch.where(active, cycle.progress, self.loop_progress)
+        width = window.shape[1]
+        next_index = (width - cycle.period).clamp(0, width - 1)
+        self.cycle_next_token = window.gather(1, next_index.unsqueeze(1)).squeeze(1)
+        self.loop_now = active & (cycle.progress >= 1.0)
+
+        if self.eos_ids is not None:
+            self.stop_rows(torch.isin(token, self.eos_ids) & active, EOS, step)
+
+    def divergence_now(self) -> torch.Tensor:
+        """Rows whose F or U has been beyond its bound for `patience` consecutive steps."""
+        return ~self.done & (self.over_bound_steps >= self.config.divergence.patience)
+
+    def stop_rows(self, rows: torch.Tensor, reason: int, step: int) -> None:
+        """Marks `rows` (bool, batch) as stopped for `reason` at `step`, unless already stopped."""
+        newly = rows & ~self.done
+        self.stop_reason = torch.where(newly, reason, self.stop_reason)
+        self.stop_step = torch.where(newly, step, self.stop_step)
+        self.done = self.done | newly
+
+    @property
+    def last_sampled_step(self) -> int:
+        return self.tokens_seen - 1 - self.prompt_length
+
+    # -------------------------------------------------------------------------------------- trace
+    def trace(self, metadata: dict | None = None) -> Trace:
+        """The finalised trace: one copy of the buffers to the host, cached until the next step."""
+        if self._trace_cache is not None and self._trace_cache.metadata.get("_step") == self.step:
+            return self._trace_cache
+        steps = self.step
+        # The one host copy of the generation (finalise once).
+        host = {name: t[:, :steps].cpu().numpy() for name, t in self.buffers.data.items()}  # finalise once
+        meta = dict(metadata or {})
+        meta["_step"] = steps
+        meta["prompt_length"] = self.prompt_length
+        if self.context is not None:
+            meta["generation_context"] = self.context.to_dict()
+        trace = Trace(
+            host,
+            self.stop_reason.cpu().numpy(),  # finalise once
+            self.stop_step.cpu().numpy(),  # finalise once
+            meta,
+        )
+        self._trace_cache = trace
+        return trace

@@ -1,0 +1,296 @@
+"""ICP inside generate(): contract, composition with generate's processors, lifecycle, refusals."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers import VOCAB, ForceTokens, prompt, tiny_llama
+from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+from icp import ICP, ICPCompositionWarning, ICPConfig, UnsupportedDecodingError
+from icp.processors import ICPLogitsProcessor
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama()
+
+
+def generate(model, icp, inputs=None, **kwargs):
+    inputs = inputs if inputs is not None else prompt()
+    options = icp.generation_kwargs()
+    options["max_new_tokens"] = 12
+    options.update(kwargs)
+    return model.generate(**inputs, **options)
+
+
+def test_icp_is_a_logits_processor_list_usable_as_written(model):
+    icp = ICP(model)
+    assert isinstance(icp, LogitsProcessorList)
+    inputs = prompt(batch=3)
+    out = model.generate(
+        **inputs,
+        max_new_tokens=10,
+        do_sample=True,
+        top_k=0,
+        logits_processor=icp,
+        stopping_criteria=icp.stopping_criteria,
+    )
+    trace = icp.trace
+    assert trace.batch_size == 3
+    assert trace.steps == out.shape[1] - inputs["input_ids"].shape[1] == 10
+    np.testing.assert_array_equal(trace["token"], out[:, inputs["input_ids"].shape[1] :].numpy())
+    for key in ("entropy", "varentropy", "coherence", "meta_uncertainty", "kl", "free_energy", "temperature"):
+        assert trace[key].shape == (3, 10)
+        assert np.isfinite(trace[key]).all(), key
+
+
+def test_processor_does_not_change_logits_in_place_and_returns_log_probs():
+    proc = ICPLogitsProcessor(ICPConfig())
+    scores = torch.randn(3, VOCAB) * 3
+    before = scores.clone()
+    out = proc(torch.ones(3, 4, dtype=torch.long), scores)
+    assert torch.equal(scores, before), "processor should not change logits in-place"
+    assert out is not scores
+    torch.testing.assert_close(torch.logsumexp(out, -1), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_observer_mode_returns_logits_untouched_with_zero_kl():
+    proc = ICPLogitsProcessor(ICPConfig(control=False))
+    scores = torch.randn(2, VOCAB)
+    out = proc(torch.ones(2, 4, dtype=torch.long), scores)
+    assert torch.equal(out, scores)
+    assert (proc.state.buffers.data["kl"][:, 0] == 0).all()
+
+
+def test_temperature_stays_within_bounds_and_differs_between_rows(model):
+    icp = ICP(model, min_temperature=0.5, max_temperature=1.2)
+    generate(model, icp, inputs=prompt(batch=6), max_new_tokens=24)
+    temperature = icp.trace["temperature"]
+    assert np.nanmin(temperature) >= 0.5 - 1e-6
+    assert np.nanmax(temperature) <= 1.2 + 1e-6
+
+
+def test_rows_are_controlled_independently():
+    """Rows with sharper logits get hotter, flatter ones cooler; a row's path ignores its neighbours."""
+    scales = torch.tensor([0.5, 2.0, 8.0]).unsqueeze(1)
+    base = torch.randn(40, 3, VOCAB)
+
+    def run(logits):
+        proc = ICPLogitsProcessor(ICPConfig(target_entropy=2.0))
+        for t in range(logits.shape[0]):
+            proc(torch.ones(3, 2 + t, dtype=torch.long), logits[t])
+        return proc.state.buffers.data["temperature"][:, :40]
+
+    temperature = run(base * scales)
+    assert temperature[0, -1] < temperature[1, -1] < temperature[2, -1]
+    changed = base.clone()
+    changed[:, 0] = torch.randn(40, VOCAB) * 10
+    other = run(changed * scales)
+    torch.testing.assert_close(other[1:], temperature[1:])
+    assert not torch.allclose(other[0], temperature[0])
+
+
+def test_hidden_state_coherence_is_default_with_model_and_logits_otherwise(model):
+    assert ICP(model).coherence_source == "hidden"
+    assert ICP(model, coherence="logits").coherence_source == "logits"
+    assert ICP().coherence_source == "logits"
+    with pytest.raises(ValueError, match="coherence='hidden'"):
+        ICP(coherence="hidden")
+
+
+def test_hidden_and_logit_coherence_differ_on_the_same_run(model):
+    traces = []
+    for source in ("hidden", "logits"):
+        icp = ICP(model, coherence=source, control=False)
+        torch.manual_seed(0)
+        generate(model, icp, max_new_tokens=8)
+        traces.append(icp.trace["coherence"])
+    np.testing.assert_array_equal(np.isfinite(traces[0]), np.isfinite(traces[1]))
+    assert not np.allclose(traces[0], traces[1])
+
+
+def test_model_without_hookable_norm_is_refused_when_hidden_coherence_is_requested():
+    class NoNorm(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(4, 4)
+
+    with pytest.raises(ValueError, match="NoNorm.*no final norm"):
+        ICP(NoNorm(), coherence="hidden")
+    assert ICP(NoNorm()).coherence_source == "logits"  # auto falls back
+
+
+def test_target_entropy_above_log_vocab_is_refused(model):
+    with pytest.raises(ValueError, match="target_entropy"):
+        ICP(model, target_entropy=math.log(VOCAB) + 0.1)
+    proc = ICPLogitsProcessor(ICPConfig(target_entropy=5.0))
+    with pytest.raises(ValueError, match=r"`target_entropy` \(=5.0\) exceeds log\(vocab size\)"):
+        proc(torch.ones(1, 2, dtype=torch.long), torch.zeros(1, 10))
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="target_entrpy"):
+        ICP(target_entrpy=1.0)
+
+
+def test_reuse_starts_clean_with_new_shapes(model):
+    icp = ICP(model)
+    generate(model, icp, inputs=prompt(batch=4, length=5), max_new_tokens=12)
+    first = icp.trace
+    generate(model, icp, inputs=prompt(batch=2, length=7), max_new_tokens=5)
+    second = icp.trace
+    assert (first.batch_size, first.steps) == (4, 12)
+    assert (second.batch_size, second.steps) == (2, 5)
+    assert second.metadata["prompt_length"] == 7
+    assert np.isfinite(second["temperature"][:, 0]).all()
+    np.testing.assert_allclose(second["temperature"][:, 0], 1.0, atol=0.3)
+
+
+def test_reuse_starts_clean_when_shapes_line_up(model):
+    """The second prompt is as long as the first generation's next input would be: only the KV-cache
+    identity seen by the model hook tells a new generation from the next step."""
+    icp = ICP(model)
+    generate(model, icp, inputs=prompt(batch=2, length=5), max_new_tokens=6)
+    generate(model, icp, inputs=prompt(batch=2, length=11, seed=3), max_new_tokens=4)
+    trace = icp.trace
+    assert trace.steps == 4
+    assert trace.metadata["prompt_length"] == 11
+    np.testing.assert_allclose(trace["temperature"][:, 0], 1.0, atol=0.35)
+
+
+def test_without_model_a_new_generation_is_detected_from_shapes(model):
+    icp = ICP()
+    generate(model, icp, inputs=prompt(batch=3, length=5), max_new_tokens=6)
+    generate(model, icp, inputs=prompt(batch=3, length=4), max_new_tokens=3)
+    assert icp.trace.steps == 3
+    assert icp.trace.metadata["prompt_length"] == 4
+
+
+def test_default_top_k_and_generate_temperature_warn(model):
+    icp = ICP(model)
+    with pytest.warns(ICPCompositionWarning, match="top_k=50"):
+        model.generate(**prompt(), max_new_tokens=3, do_sample=True, logits_processor=icp)
+    with pytest.warns(ICPCompositionWarning, match=r"temperature=0.7.*effective temperature"):
+        model.generate(**prompt(), max_new_tokens=3, do_sample=True, top_k=0, temperature=0.7, logits_processor=icp)
+    assert icp.trace.metadata["generation_context"]["downstream"] == {"temperature": 0.7}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCompositionWarning)
+        generate(model, icp, max_new_tokens=3)
+
+
+def test_generate_temperature_multiplies_with_icp_temperature(model):
+    """ICP pinned at T=1 with generate's temperature=0.5 samples exactly like ICP pinned at T=0.5."""
+    outputs = []
+    for icp_t, gen_t in ((1.0, 0.5), (0.5, 1.0)):
+        icp = ICP(model, min_temperature=icp_t, max_temperature=icp_t, initial_temperature=icp_t, min_p=0.0)
+        torch.manual_seed(123)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ICPCompositionWarning)
+            outputs.append(generate(model, icp, max_new_tokens=16, temperature=gen_t))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_greedy_decoding_is_observed_not_steered(model):
+    inputs = prompt()
+    plain = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    icp = ICP(model)
+    with pytest.warns(ICPCompositionWarning, match="greedily"):
+        steered = model.generate(**inputs, max_new_tokens=8, do_sample=False, logits_processor=icp)
+    torch.testing.assert_close(plain, steered, rtol=0, atol=0)
+    assert (icp.trace["kl"] == 0).all()
+    assert np.isfinite(icp.trace["entropy"]).all()
+
+
+def test_beam_search_is_refused(model):
+    icp = ICP(model)
+    with pytest.raises(UnsupportedDecodingError, match="num_beams"):
+        model.generate(**prompt(), max_new_tokens=3, num_beams=2, do_sample=False, logits_processor=icp)
+
+
+def test_assisted_decoding_is_refused(model):
+    icp = ICP(model)
+    with pytest.raises(UnsupportedDecodingError, match="assisted"):
+        model.generate(
+            **prompt(batch=1), max_new_tokens=6, do_sample=True, top_k=0, assistant_model=tiny_llama(seed=5),
+            logits_processor=icp,
+        )
+
+
+def test_num_return_sequences_gives_one_trace_row_per_sequence(model):
+    icp = ICP(model)
+    out = generate(model, icp, inputs=prompt(batch=2), max_new_tokens=5, num_return_sequences=3)
+    assert out.shape[0] == 6
+    assert icp.trace.batch_size == 6
+    np.testing.assert_array_equal(icp.trace["token"], out[:, 5:].numpy())
+
+
+def test_composes_with_generate_processors_and_masks(model):
+    icp = ICP(model, eos_token_id=7)
+    generate(
+        model,
+        icp,
+        max_new_tokens=10,
+        repetition_penalty=1.3,
+        bad_words_ids=[[5], [9]],
+        min_new_tokens=4,
+        eos_token_id=7,
+        no_repeat_ngram_size=3,
+    )
+    trace = icp.trace
+    before = trace.metadata["generation_context"]["before"]
+    assert "RepetitionPenaltyLogitsProcessor" in before
+    assert "MinNewTokensLengthLogitsProcessor" in before
+    assert "NoBadWordsLogitsProcessor" in before
+    tokens = trace["token"][trace["token"] >= 0]
+    assert not np.isin(tokens, [5, 9]).any(), "bad words must stay banned through ICP"
+    assert not (trace["token"][:, :4] == 7).any(), "min_new_tokens' EOS mask must survive ICP"
+    decoded = trace["regime"] >= 0
+    for key in ("entropy", "varentropy", "kl", "free_energy", "coherence"):
+        assert np.isfinite(trace[key][decoded]).all(), key
+
+
+def test_user_processors_before_icp_are_respected(model):
+    icp = ICP(model)
+    upstream = RepetitionPenaltyLogitsProcessor(1.5)
+    out = model.generate(
+        **prompt(), max_new_tokens=6, do_sample=True, top_k=0, logits_processor=LogitsProcessorList([upstream, *icp]),
+        stopping_criteria=icp.stopping_criteria,
+    )
+    assert icp.trace.steps == out.shape[1] - 5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_are_handled_in_float32(dtype):
+    proc = ICPLogitsProcessor(ICPConfig())
+    scores = (torch.randn(3, VOCAB) * 4).to(dtype)
+    scores[0, :10] = float("-inf")
+    out = proc(torch.ones(3, 2, dtype=torch.long), scores)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(torch.logsumexp(out, -1)).all()
+    for name in ("entropy", "kl", "free_energy", "coherence"):
+        assert torch.isfinite(proc.state.buffers.data[name][:, 0]).all(), name
+
+
+def test_hostile_rows_never_produce_nan_signals():
+    proc = ICPLogitsProcessor(ICPConfig())
+    scores = torch.randn(4, VOCAB)
+    scores[0] = float("-inf")  # fully masked
+    scores[1, 3] = float("nan")
+    scores[2, 5] = float("inf")
+    scores[3, :] = float("nan")
+    out = proc(torch.ones(4, 2, dtype=torch.long), scores)
+    assert out.shape == scores.shape
+    data = proc.state.buffers.data
+    for name in ("entropy", "varentropy", "kl", "free_energy", "coherence", "meta_uncertainty", "temperature"):
+        assert torch.isfinite(data[name][:, 0]).all(), name
+    assert out[2].argmax() == 5, "a +inf logit takes the mass"
+
+
+def test_trace_before_any_generation_raises():
+    with pytest.raises(RuntimeError, match="has not run yet"):
+        ICP().trace

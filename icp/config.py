@@ -8,6 +8,7 @@ from"). A calibrated model card (later) overrides them per model.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -16,11 +17,12 @@ __all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig"]
 CoherenceSource = Literal["auto", "hidden", "logits"]
 MetaUncertaintyKind = Literal["entropy_volatility", "varentropy"]
 _COHERENCE_SOURCES = ("auto", "hidden", "logits")
+_MIN_TEMPERATURE = 1e-3
 _META_UNCERTAINTY_KINDS = ("entropy_volatility", "varentropy")
 
 
 def _check_finite(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"`{name}` (={value!r}) has to be a finite number.")
 
 
@@ -45,7 +47,7 @@ def _check_unit_interval(name: str, value: Any, *, closed_right: bool = False) -
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"`{name}` (={value!r}) has to be an integer >= {minimum}.")
 
 
@@ -191,7 +193,7 @@ class ICPConfig:
         target_entropy (`float`, *optional*, defaults to 1.3): H*, the entropy (nats) of the sampled
             distribution Q the controller steers each row toward. Must not exceed log(vocab size).
         gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature.
-        min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T.
+        min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T, at least 1e-3.
         max_temperature (`float`, *optional*, defaults to 1.5): upper bound of T.
         initial_temperature (`float`, *optional*, defaults to 1.0): T at the first step; the leak
             pulls log T back toward it.
@@ -263,9 +265,17 @@ class ICPConfig:
             self.loop = LoopConfig.from_dict(self.loop)
         if isinstance(self.divergence, dict):
             self.divergence = DivergenceConfig.from_dict(self.divergence)
+        for name, cls in (("regimes", RegimeThresholds), ("loop", LoopConfig), ("divergence", DivergenceConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields.")
         _check_non_negative("target_entropy", self.target_entropy)
         for name in ("gain", "min_temperature", "max_temperature", "initial_temperature"):
             _check_positive(name, getattr(self, name))
+        if self.min_temperature < _MIN_TEMPERATURE:
+            raise ValueError(
+                f"`min_temperature` (={self.min_temperature}) has to be >= {_MIN_TEMPERATURE}: below it, logits "
+                "divided by T leave the float32 range."
+            )
         if self.min_temperature > self.max_temperature:
             raise ValueError(
                 f"`min_temperature` (={self.min_temperature}) has to be <= `max_temperature` (={self.max_temperature})."
@@ -294,11 +304,11 @@ class ICPConfig:
             raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
         if self.eos_token_id is not None:
             ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
-            if not isinstance(ids, (list, tuple)) or not all(
+            if not isinstance(ids, (list, tuple)) or not ids or not all(
                 isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
             ):
                 raise ValueError(
-                    f"`eos_token_id` (={self.eos_token_id!r}) has to be a non-negative int or a list of them."
+                    f"`eos_token_id` (={self.eos_token_id!r}) has to be a non-negative int or a non-empty list of them."
                 )
 
     @property
@@ -310,6 +320,8 @@ class ICPConfig:
 
     def check_vocab(self, vocab_size: int) -> None:
         """Raises if `target_entropy` is unreachable for a vocabulary of `vocab_size` tokens."""
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
+            raise ValueError(f"`vocab_size` (={vocab_size!r}) has to be a positive integer.")
         if self.target_entropy > math.log(vocab_size):
             raise ValueError(
                 f"`target_entropy` (={self.target_entropy}) exceeds log(vocab size) = {math.log(vocab_size):.4f} "

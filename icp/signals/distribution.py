@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # A stand-in for +inf logits: far above any real logit, yet finite after division by the smallest
-# temperature ICP allows, so that log_softmax stays finite.
+# temperature ICP allows (1e-3, see ICPConfig), so that log_softmax stays finite.
 _POSINF_STAND_IN = 1e30
 # log of the smallest normal float32 (about -87.3): the floor of a log-probability that must stay finite.
 _LOG_TINY = math.log(torch.finfo(torch.float32).tiny)
@@ -98,7 +98,8 @@ def distribution_signals(logits: torch.Tensor) -> DistributionSignals:
     >>> s.varentropy.abs().max().item() < 1e-5
     True
     """
-    logp = torch.log_softmax(sanitize_logits(logits), dim=-1)
+    # A fully masked row has no distribution: log_softmax gives NaN there; keep it all -inf.
+    logp = torch.log_softmax(sanitize_logits(logits), dim=-1).nan_to_num_(nan=float("-inf"), neginf=float("-inf"))
     h, v = _moments(logp)
     return DistributionSignals(logp, h, v)
 
@@ -151,10 +152,10 @@ def token_surprisal(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     >>> from icp.signals import token_surprisal
     >>> logp = torch.log(torch.tensor([[0.5, 0.5], [1.0, 0.0]]))
     >>> token_surprisal(logp, torch.tensor([0, 0]))
-    tensor([0.6931, -0.0000])
+    tensor([0.6931, 0.0000])
     """
     chosen = logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
-    return -chosen.clamp_min(_LOG_TINY)
+    return 0.0 - chosen.clamp_min(_LOG_TINY)
 
 
 def kl_divergence(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
@@ -209,4 +210,4 @@ def temper_and_truncate(logits: torch.Tensor, temperature: torch.Tensor, min_p: 
         # log q_i >= log q_max + log(min_p)  <=>  scaled_i >= max(scaled) + log(min_p)
         threshold = scaled.amax(dim=-1, keepdim=True) + math.log(min_p)
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    return torch.log_softmax(scaled, dim=-1)
+    return torch.log_softmax(scaled, dim=-1).nan_to_num_(nan=float("-inf"), neginf=float("-inf"))  # fully masked rows stay -inf

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 __all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig"]
 
-CoherenceSource = Literal["auto", "hidden", "logits"]
+CoherenceSource = Literal["auto", "embedding", "hidden", "logits"]
 MetaUncertaintyKind = Literal["entropy_volatility", "varentropy"]
-_COHERENCE_SOURCES = ("auto", "hidden", "logits")
+_COHERENCE_SOURCES = ("auto", "embedding", "hidden", "logits")
 _MIN_TEMPERATURE = 1e-3
 _META_UNCERTAINTY_KINDS = ("entropy_volatility", "varentropy")
 
@@ -207,13 +207,15 @@ class ICPConfig:
             [0, 1) (0 disables it): tokens below `min_p` × the top probability are dropped.
         gamma (`float`, *optional*, defaults to 1.0): γ, the weight of coherence in F.
         lam (`float`, *optional*, defaults to 1.0): λ, the weight of meta-uncertainty in F.
-        coherence (`str`, *optional*, defaults to `"auto"`): one of `"auto"`, `"hidden"`, `"logits"`.
-            `"hidden"` needs the model (final-norm forward hook); `"auto"` uses it when possible and
-            falls back to `"logits"`.
+        coherence (`str`, *optional*, defaults to `"auto"`): one of `"auto"`, `"embedding"`, `"hidden"`,
+            `"logits"` (see [`icp.signals.coherence`]). `"embedding"` and `"hidden"` need the model;
+            `"auto"` is `"embedding"` with the model and `"logits"` without.
         coherence_decay (`float`, *optional*, defaults to 0.9): α of the decaying average of past
-            states coherence compares against, in [0, 1).
+            states that `"embedding"`/`"hidden"` coherence compares against, in [0, 1).
         logit_floor (`float`, *optional*, defaults to -20.0): log-probability floor of the
-            logits-only coherence state.
+            logits-only coherence.
+        recall_window (`int`, *optional*, defaults to 16): context tokens the logits-only coherence
+            looks back at.
         meta_uncertainty (`str`, *optional*, defaults to `"entropy_volatility"`): one of
             `"entropy_volatility"`, `"varentropy"`.
         volatility_window (`int`, *optional*, defaults to 16): steps of the entropy-volatility window.
@@ -250,6 +252,7 @@ class ICPConfig:
     coherence: CoherenceSource = "auto"
     coherence_decay: float = 0.9
     logit_floor: float = -20.0
+    recall_window: int = 16
     meta_uncertainty: MetaUncertaintyKind = "entropy_volatility"
     volatility_window: int = 16
     regimes: RegimeThresholds = field(default_factory=RegimeThresholds)
@@ -300,6 +303,7 @@ class ICPConfig:
                 f"`meta_uncertainty` (={self.meta_uncertainty!r}) has to be one of {_META_UNCERTAINTY_KINDS}."
             )
         _check_int("volatility_window", self.volatility_window, 2)
+        _check_int("recall_window", self.recall_window, 1)
         if not isinstance(self.control, bool):
             raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
         if self.eos_token_id is not None:

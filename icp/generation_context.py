@@ -45,6 +45,7 @@ class GenerationContext:
         after (`list[str]`): class names of processors applied after ICP.
         downstream (`dict[str, Any]`): generate kwargs of the warpers after ICP with their values.
         eos_token_ids (`list[int]`): end-of-sequence ids generate uses.
+        pad_token_id (`int` or None): the padding id generate uses.
     """
 
     function: str
@@ -54,6 +55,7 @@ class GenerationContext:
     after: list[str] = field(default_factory=list)
     downstream: dict[str, Any] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
+    pad_token_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,4 +126,5 @@ def _build_context(function: str, processors: list, processor: Any, generation_c
         after=[type(p).__name__ for p in after],
         downstream=downstream,
         eos_token_ids=_eos_ids(generation_config),
+        pad_token_id=getattr(generation_config, "pad_token_id", None),
     )

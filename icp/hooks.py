@@ -1,10 +1,11 @@
-"""Forward hooks that hand ICP the model's final hidden state at no extra forward pass.
+"""Forward hooks on the model: new-generation detection and, optionally, the final hidden state.
 
-[`FinalHiddenStateHook`] hooks the model's final normalisation layer (the input of the LM head) and
-keeps, for the latest forward call, the last position's hidden state (what produced the logits ICP
-is about to see) and, on a prefill, the mean hidden state of the prompt (left padding masked out).
-A pre-hook on the model itself notes each new KV-cache object: every `generate()` call makes a new
-one, which is how ICP knows a new generation started even when shapes happen to line up.
+[`ModelHooks`] always puts a pre-hook on the model that notes each new KV-cache object: every
+`generate()` call makes a new one, which is how ICP knows a new generation started even when shapes
+happen to line up. With `capture_final_hidden=True` (coherence `"hidden"`) it also hooks the final
+normalisation layer (the input of the LM head) and keeps, for the latest forward call, the last
+position's hidden state and, on a prefill, the mean hidden state of the prompt (left padding masked
+out). Neither needs an extra forward pass.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import weakref
 import torch
 from torch import nn
 
-__all__ = ["FinalHiddenStateHook", "find_final_norm"]
+__all__ = ["ModelHooks", "find_final_norm"]
 
 _FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm", "final_norm")
 
@@ -46,14 +47,15 @@ def find_final_norm(model: nn.Module) -> nn.Module | None:
     return None
 
 
-class FinalHiddenStateHook:
-    """Captures the final hidden state of each forward pass of `model`.
+class ModelHooks:
+    """Watches `model`'s forward calls: new generations and, optionally, final hidden states.
 
     Args:
-        model (`torch.nn.Module`): a causal LM with a hookable final norm.
+        model (`torch.nn.Module`): a causal LM.
+        capture_final_hidden (`bool`, *optional*, defaults to `False`): also hook the final norm.
 
     Raises:
-        ValueError: if the model has no final norm ICP can find.
+        ValueError: if `capture_final_hidden` and the model has no final norm ICP can find.
 
     Attributes:
         last_hidden (`torch.FloatTensor` of shape `(batch, hidden)` or None): the last position's
@@ -64,9 +66,9 @@ class FinalHiddenStateHook:
             seen before, or with no cache and more than one position (a new generation).
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        norm = find_final_norm(model)
-        if norm is None:
+    def __init__(self, model: nn.Module, capture_final_hidden: bool = False) -> None:
+        norm = find_final_norm(model) if capture_final_hidden else None
+        if capture_final_hidden and norm is None:
             raise ValueError(
                 f"`model` ({type(model).__name__}) has no final norm ICP can hook (looked for "
                 f"{', '.join(_FINAL_NORM_NAMES)} on the base model), so hidden-state coherence is unavailable. "
@@ -77,10 +79,10 @@ class FinalHiddenStateHook:
         self.generation_id = 0
         self._attention_mask: torch.Tensor | None = None
         self._cache_ref = None
-        self._handles = [
-            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-            norm.register_forward_hook(self._after_norm),
-        ]
+        self.captures_final_hidden = norm is not None
+        self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True)]
+        if norm is not None:
+            self._handles.append(norm.register_forward_hook(self._after_norm))
 
     def _before_forward(self, module, args, kwargs):
         self._attention_mask = kwargs.get("attention_mask")

@@ -29,16 +29,16 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaL
 from .config import ICPConfig
 from .controller import LogTemperatureController
 from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
-from .hooks import FinalHiddenStateHook
+from .hooks import ModelHooks
 from .regimes import RIGID, UNSTABLE, classify_regime
 from .signals import (
+    context_recall,
     cosine_continuity,
     distribution_signals,
     ema_update,
     entropy_volatility,
     free_energy,
     kl_divergence,
-    logit_features,
     sanitize_logits,
     temper_and_truncate,
 )
@@ -62,8 +62,10 @@ class ICPLogitsProcessor(LogitsProcessor):
 
     Args:
         config ([`ICPConfig`]): the configuration.
-        hidden_state_hook ([`FinalHiddenStateHook`], *optional*): source of hidden-state coherence;
-            without it coherence is computed from the logits.
+        hooks ([`ModelHooks`], *optional*): forward hooks on the model (new-generation detection,
+            and final hidden states for `"hidden"` coherence).
+        embeddings (`torch.Tensor` of shape `(vocab, hidden)`, *optional*): the model's input
+            embedding matrix, for `"embedding"` coherence.
 
     Example:
         >>> import torch
@@ -72,13 +74,24 @@ class ICPLogitsProcessor(LogitsProcessor):
         >>> proc = ICPLogitsProcessor(ICPConfig())
         >>> scores = torch.randn(2, 50)
         >>> out = proc(torch.zeros(2, 3, dtype=torch.long), scores)
-        >>> out.shape, out is scores
-        (torch.Size([2, 50]), False)
+        >>> out.shape, out is scores, proc.coherence_source
+        (torch.Size([2, 50]), False, 'logits')
     """
 
-    def __init__(self, config: ICPConfig, hidden_state_hook: FinalHiddenStateHook | None = None) -> None:
+    def __init__(
+        self, config: ICPConfig, hooks: ModelHooks | None = None, embeddings: torch.Tensor | None = None
+    ) -> None:
         self.config = config
-        self.hook = hidden_state_hook
+        self.hooks = hooks
+        if embeddings is not None:
+            self.embeddings = embeddings.detach()
+            # The direction every token shares: removed so that cosines measure topical continuity.
+            self.embedding_center = self.embeddings.float().mean(dim=0)
+            self.coherence_source = "embedding"
+        else:
+            self.embeddings = None
+            has_hidden = hooks is not None and hooks.captures_final_hidden
+            self.coherence_source = "hidden" if has_hidden else "logits"
         self.state = DecodingState(config)
         self.controller = LogTemperatureController(
             target_entropy=config.target_entropy,
@@ -146,7 +159,7 @@ class ICPLogitsProcessor(LogitsProcessor):
     # --------------------------------------------------------------------------- the step (hot)
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         state = self.state
-        generation_id = self.hook.generation_id if self.hook is not None else None
+        generation_id = self.hooks.generation_id if self.hooks is not None else None
         if not state.is_continuation(input_ids, generation_id):
             self._start(input_ids, scores, generation_id)
         state.observe_token(input_ids)  # no-op when the stopping criteria already did it
@@ -156,7 +169,7 @@ class ICPLogitsProcessor(LogitsProcessor):
 
         z = sanitize_logits(scores)
         dist = distribution_signals(z)
-        coherence = self._coherence(dist.logp, active)
+        coherence = self._coherence(input_ids, dist.logp, active)
         if config.meta_uncertainty == "varentropy":
             meta = dist.varentropy
         else:
@@ -207,22 +220,30 @@ class ICPLogitsProcessor(LogitsProcessor):
         state.step = step + 1
         return output
 
-    def _coherence(self, logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def _coherence(self, input_ids: torch.Tensor, logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         state, config = self.state, self.config
-        if self.hook is not None and self.hook.last_hidden is not None:
-            current = self.hook.last_hidden
-            if current.shape[0] != state.batch_size:
+        pad = state.context.pad_token_id if state.context is not None else None
+        if self.coherence_source == "logits":
+            context = input_ids[:, -config.recall_window :]
+            valid = context != pad if pad is not None else torch.ones_like(context, dtype=torch.bool)
+            return context_recall(logp, context, valid, config.logit_floor)
+        if self.coherence_source == "embedding":
+            current = self.embeddings[input_ids[:, -1]].float() - self.embedding_center
+            if state.coherence_reference is None:
+                prompt = self.embeddings[input_ids].float() - self.embedding_center
+                weights = (input_ids != pad).to(prompt.dtype) if pad is not None else torch.ones_like(input_ids, dtype=prompt.dtype)
+                weights = weights.unsqueeze(-1)
+                state.coherence_reference = (prompt * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            current = self.hooks.last_hidden
+            if current is None or current.shape[0] != state.batch_size:
                 raise RuntimeError(
-                    f"The hooked hidden state has {current.shape[0]} rows but the logits have {state.batch_size}: "
-                    "ICP's model hook and generate() disagree (was ICP built with a different model?)."
+                    "ICP's final-hidden-state hook saw no forward pass matching these logits "
+                    f"({state.batch_size} rows): was ICP built with the model that is generating?"
                 )
             if state.coherence_reference is None:
-                prompt = self.hook.prompt_mean
+                prompt = self.hooks.prompt_mean
                 state.coherence_reference = prompt if prompt is not None else torch.zeros_like(current)
-        else:
-            current = logit_features(logp, config.logit_floor)
-            if state.coherence_reference is None:
-                state.coherence_reference = torch.zeros_like(current)
         coherence = cosine_continuity(current, state.coherence_reference)
         state.coherence_reference = ema_update(state.coherence_reference, current, config.coherence_decay, active)
         return coherence
@@ -233,9 +254,9 @@ class ICP(LogitsProcessorList):
     `generate()`, then read `icp.trace`.
 
     Args:
-        model (`PreTrainedModel`, *optional*): the model that will generate. Enables hidden-state
-            coherence (a forward hook on its final norm; no extra forward pass) and supplies the
-            end-of-sequence ids and the vocabulary size check.
+        model (`PreTrainedModel`, *optional*): the model that will generate. Enables embedding (or
+            hidden-state) coherence and new-generation detection by forward hooks (no extra forward
+            pass), and supplies the end-of-sequence ids and the vocabulary size check.
         config ([`ICPConfig`], *optional*): the configuration; defaults to `ICPConfig()`.
         **overrides: fields of [`ICPConfig`] to change, e.g. `target_entropy=1.5`.
 
@@ -263,23 +284,29 @@ class ICP(LogitsProcessorList):
                 raise TypeError(f"Unknown ICP option(s) {unknown}; allowed are the ICPConfig fields {sorted(merged)}.")
             merged.update(overrides)
             base = ICPConfig.from_dict(merged)
-        hook = None
+        hooks, embeddings = None, None
         if model is not None:
             base = self._complete_from_model(base, model)
-            if base.coherence in ("auto", "hidden"):
-                try:
-                    hook = FinalHiddenStateHook(model)
-                except ValueError:
-                    if base.coherence == "hidden":
-                        raise
-                    logger.info("No hookable final norm on %s: using logits-only coherence.", type(model).__name__)
-        elif base.coherence == "hidden":
+            source = "embedding" if base.coherence == "auto" else base.coherence
+            if source == "embedding":
+                embeddings = self._input_embeddings(model)
+                if embeddings is None and base.coherence == "embedding":
+                    raise ValueError(
+                        f"`coherence='embedding'` needs the model's input embeddings, but `model` "
+                        f"({type(model).__name__}) has no `get_input_embeddings()` returning an nn.Embedding. "
+                        "Use `coherence='logits'`."
+                    )
+            hooks = ModelHooks(model, capture_final_hidden=source == "hidden") if hasattr(
+                model, "register_forward_pre_hook"
+            ) else None
+        elif base.coherence in ("hidden", "embedding"):
             raise ValueError(
-                "`coherence='hidden'` needs the model: pass it as `ICP(model, ...)`, or use `coherence='logits'`."
+                f"`coherence={base.coherence!r}` needs the model: pass it as `ICP(model, ...)`, or use "
+                "`coherence='logits'`."
             )
         self.config = base
         self.model_name = getattr(model, "name_or_path", None) if model is not None else None
-        self.processor = ICPLogitsProcessor(base, hook)
+        self.processor = ICPLogitsProcessor(base, hooks, embeddings)
         from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
 
         self.stopping_criteria = StoppingCriteriaList(
@@ -305,10 +332,20 @@ class ICP(LogitsProcessorList):
                 config = ICPConfig.from_dict(merged)
         return config
 
+    @staticmethod
+    def _input_embeddings(model: Any) -> torch.Tensor | None:
+        getter = getattr(model, "get_input_embeddings", None)
+        try:
+            module = getter() if callable(getter) else None
+        except (NotImplementedError, AttributeError):
+            module = None
+        weight = getattr(module, "weight", None)
+        return weight if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
     @property
     def coherence_source(self) -> str:
-        """`"hidden"` when coherence comes from the model's hidden states, else `"logits"`."""
-        return "hidden" if self.processor.hook is not None else "logits"
+        """Where coherence comes from: `"embedding"`, `"hidden"` or `"logits"`."""
+        return self.processor.coherence_source
 
     @property
     def trace(self) -> Trace:
@@ -325,10 +362,13 @@ class ICP(LogitsProcessorList):
         self.processor.reset()
 
     def remove_hooks(self) -> None:
-        """Detaches ICP's forward hooks from the model; coherence falls back to logits afterwards."""
-        if self.processor.hook is not None:
-            self.processor.hook.remove()
-            self.processor.hook = None
+        """Detaches ICP's forward hooks from the model. New generations are then recognised by shape
+        only, and `"hidden"` coherence is unavailable (ICP falls back to `"logits"`)."""
+        if self.processor.hooks is not None:
+            self.processor.hooks.remove()
+            self.processor.hooks = None
+            if self.processor.coherence_source == "hidden":
+                self.processor.coherence_source = "logits"
 
     def generation_kwargs(self) -> dict[str, Any]:
         """Keyword arguments that make ICP the whole sampling policy of `generate()`:

@@ -61,7 +61,7 @@ def _guard(cls, monkeypatch, calls):
 
 
 @pytest.mark.parametrize("meta_uncertainty", ["entropy_volatility", "varentropy"])
-@pytest.mark.parametrize("coherence", ["hidden", "logits"])
+@pytest.mark.parametrize("coherence", ["embedding", "hidden", "logits"])
 def test_no_host_reads_per_step(monkeypatch, coherence, meta_uncertainty):
     calls = {}
     for cls in (ICPLogitsProcessor, LoopStoppingCriteria, DivergenceStoppingCriteria):

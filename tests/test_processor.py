@@ -95,17 +95,48 @@ def test_rows_are_controlled_independently():
     assert not torch.allclose(other[0], temperature[0])
 
 
-def test_hidden_state_coherence_is_default_with_model_and_logits_otherwise(model):
-    assert ICP(model).coherence_source == "hidden"
+def test_embedding_coherence_is_default_with_model_and_logits_otherwise(model):
+    assert ICP(model).coherence_source == "embedding"
+    assert ICP(model, coherence="hidden").coherence_source == "hidden"
     assert ICP(model, coherence="logits").coherence_source == "logits"
     assert ICP().coherence_source == "logits"
-    with pytest.raises(ValueError, match="coherence='hidden'"):
-        ICP(coherence="hidden")
+    for source in ("hidden", "embedding"):
+        with pytest.raises(ValueError, match=f"coherence='{source}'"):
+            ICP(coherence=source)
 
 
-def test_hidden_and_logit_coherence_differ_on_the_same_run(model):
+def test_embedding_coherence_follows_the_definition(model):
+    """C_0 compares the last prompt token's centred embedding with the mean of the prompt's."""
+    icp = ICP(model, control=False)
+    inputs = prompt(batch=2)
+    generate(model, icp, inputs=inputs, max_new_tokens=3)
+    weight = model.get_input_embeddings().weight.detach().float()
+    centred = weight[inputs["input_ids"]] - weight.mean(0)
+    reference = centred.mean(1)
+    cos = torch.nn.functional.cosine_similarity(centred[:, -1], reference, dim=-1)
+    np.testing.assert_allclose(icp.trace["coherence"][:, 0], ((1 + cos) / 2).numpy(), atol=1e-5)
+
+
+def test_random_tokens_are_less_coherent_than_a_topical_run():
+    """With embeddings clustered by topic, staying on a topic scores higher than random tokens."""
+    from icp import ICPConfig
+
+    torch.manual_seed(0)
+    topics = torch.randn(4, 16) * 3
+    embeddings = topics.repeat_interleave(16, 0) + torch.randn(64, 16)
+    proc = ICPLogitsProcessor(ICPConfig(control=False), embeddings=embeddings)
+    topical = torch.randint(16, 32, (1, 30))  # all from topic 1
+    random_ids = torch.randint(0, 64, (1, 30))
+    ids = torch.cat([topical, random_ids])
+    for t in range(5, 30):
+        proc(ids[:, : t + 1], torch.randn(2, 64))
+    c = proc.state.buffers.data["coherence"][:, : proc.state.step]
+    assert c[0].mean() > c[1].mean() + 0.1
+
+
+def test_coherence_sources_differ_on_the_same_run(model):
     traces = []
-    for source in ("hidden", "logits"):
+    for source in ("hidden", "embedding"):
         icp = ICP(model, coherence=source, control=False)
         torch.manual_seed(0)
         generate(model, icp, max_new_tokens=8)

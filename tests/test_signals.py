@@ -23,7 +23,7 @@ from icp.signals import (
     entropy_volatility,
     free_energy,
     kl_divergence,
-    logit_features,
+    context_recall,
     loop_progress,
     sanitize_logits,
     temper_and_truncate,
@@ -486,15 +486,28 @@ def test_ema_update_formula_and_mask(rng):
     assert torch.equal(ema_update(ref, state, 0.0, mask)[mask], state[mask])
 
 
-def test_logit_features_floor_and_centre():
-    logp = torch.tensor([[0.0, -INF, -30.0, -1.0], [-2.0, -2.0, -2.0, -2.0]])
-    f = logit_features(logp, floor=-20.0)
-    x = np.array([[0.0, -20.0, -20.0, -1.0], [-2.0, -2.0, -2.0, -2.0]])
-    np.testing.assert_allclose(f.numpy(), x - x.mean(1, keepdims=True), atol=1e-5)
-    assert torch.isfinite(f).all()
-    torch.testing.assert_close(f.mean(-1), torch.zeros(2), atol=1e-5, rtol=0)
-    # masked and negligible tokens become equal
-    assert f[0, 1] == f[0, 2]
+def test_context_recall_matches_a_float64_reference(rng):
+    z = rng.normal(size=(3, 30)) * 3
+    z[0, :5] = -np.inf
+    logp = torch.log_softmax(torch.tensor(z, dtype=torch.float32), -1)
+    context = torch.tensor(rng.integers(0, 30, size=(3, 6)))
+    valid = torch.tensor(rng.random((3, 6)) < 0.7)
+    valid[1] = False  # no context at all -> 1
+    out = context_recall(logp, context, valid, floor=-20.0)
+    for b in range(3):
+        x = np.maximum(logp[b].double().numpy(), -20.0)
+        scores = (x - x.mean()) / x.std(ddof=1)
+        chosen = [scores[c] for c, v in zip(context[b].tolist(), valid[b].tolist()) if v]
+        expected = 1.0 / (1.0 + math.exp(-np.mean(chosen))) if chosen else 1.0
+        assert out[b].item() == pytest.approx(expected, abs=1e-4)
+    assert torch.isfinite(out).all() and ((out > 0) & (out <= 1)).all()
+
+
+def test_context_recall_is_high_for_supported_context_and_low_for_ignored_context():
+    logp = torch.log_softmax(torch.tensor([[5.0, 4.0] + [0.0] * 20]), -1)
+    supported = context_recall(logp, torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.bool))
+    ignored = context_recall(logp, torch.tensor([[5, 9]]), torch.ones(1, 2, dtype=torch.bool))
+    assert supported.item() > 0.9 and ignored.item() < 0.5
 
 
 def test_entropy_volatility_matches_numpy_nanstd(rng):

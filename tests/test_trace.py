@@ -83,4 +83,4 @@ def test_trace_is_finalised_once_and_cached(looped_trace):
     model.generate(**prompt(batch=2), max_new_tokens=4, **icp.generation_kwargs())
     assert icp.trace is icp.trace
     assert icp.trace.metadata["config"]["target_entropy"] == icp.config.target_entropy
-    assert icp.trace.metadata["coherence_source"] == "hidden"
+    assert icp.trace.metadata["coherence_source"] == "embedding"

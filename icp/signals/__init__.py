@@ -3,7 +3,7 @@
 See the README's "The quantities" for the formulas.
 """
 
-from .coherence import cosine_continuity, ema_update, logit_features
+from .coherence import context_recall, cosine_continuity, ema_update
 from .distribution import (
     DistributionSignals,
     distribution_signals,
@@ -21,6 +21,7 @@ from .uncertainty import entropy_volatility
 __all__ = [
     "DistributionSignals",
     "RepeatedCycle",
+    "context_recall",
     "cosine_continuity",
     "distribution_signals",
     "ema_update",
@@ -28,7 +29,6 @@ __all__ = [
     "entropy_volatility",
     "free_energy",
     "kl_divergence",
-    "logit_features",
     "loop_progress",
     "sanitize_logits",
     "temper_and_truncate",

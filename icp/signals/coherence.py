@@ -1,28 +1,32 @@
 """Coherence C in [0, 1]: how well a decoding trajectory holds together.
 
-C_t compares the state at step t with a decaying average of the states before it:
+Three sources, chosen by `ICPConfig.coherence` (measurements: README, "Choosing the coherence"):
 
-    C_t = (1 + cos(s_t, m_{t-1})) / 2,        m_t = α·m_{t-1} + (1 - α)·s_t
+- ``"embedding"`` (default when ICP has the model): continuity of the trajectory in the model's
+  input-embedding space. With e_t the embedding of the token fed at step t, centred by the mean
+  embedding of the vocabulary (which removes the direction all tokens share),
 
-so C = 1 when the trajectory keeps its direction, 0.5 when the new state is orthogonal to where
-it has been, and 0 when it turns around. ``s_t`` is either
+      C_t = (1 + cos(e_t, m_{t-1})) / 2,        m_t = α·m_{t-1} + (1 - α)·e_t,
 
-- the model's own final hidden state at step t (the default when ICP is given the model; read by a
-  forward hook on the final norm, no extra forward pass), or
-- the logits-only fallback: the row's log-probabilities floored at ``floor`` nats and centred
-  (:func:`logit_features`). Logits are a linear read-out of the hidden state, so this measures the
-  same continuity seen through the unembedding; it is cheaper to set up and needs no model, but it
-  sees only what the vocabulary projection keeps.
+  m_0 the mean centred embedding of the prompt. On-topic text keeps C near its ordered-phase level;
+  as sampling degrades into random tokens C falls toward 0.5 (orthogonal). No hook, no extra pass:
+  one row gather from the embedding matrix per step.
+- ``"hidden"``: the same continuity measured on the model's final hidden states (forward hook on the
+  final norm). Kept for research: on the default model it *rises* with temperature (degenerate text
+  drives the final states into one shared direction), so it is not a coherence signal there.
+- ``"logits"`` (the fallback without the model): context recall, the mean standardised score that
+  the current logits give to the last `window` tokens of the context, squashed to (0, 1) by a
+  sigmoid. A model still "on" its context ranks those tokens high; one that has lost it does not.
 
-Both are independent of the entropy H as a function: H is a property of one distribution, C of how
-successive states relate, so ∂C/∂H measured over a temperature sweep is not an artefact.
+All three are independent of the entropy H as a function (H is a property of one distribution),
+so ∂C/∂H measured over a temperature sweep is not an artefact of the definition.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["cosine_continuity", "ema_update", "logit_features"]
+__all__ = ["context_recall", "cosine_continuity", "ema_update"]
 
 _EPS = 1e-12
 
@@ -75,23 +79,35 @@ def ema_update(reference: torch.Tensor, state: torch.Tensor, decay: float, mask:
     return torch.where(mask.unsqueeze(-1), updated, reference)
 
 
-def logit_features(logp: torch.Tensor, floor: float = -20.0) -> torch.Tensor:
-    """The logits-only coherence state: log-probabilities floored at ``floor`` nats, centred per row.
+def context_recall(
+    logp: torch.Tensor, context: torch.Tensor, valid: torch.Tensor, floor: float = -20.0
+) -> torch.Tensor:
+    """Logits-only coherence: sigmoid of the mean z-score the distribution gives to context tokens.
 
-    Flooring makes masked (``-inf``) and negligible tokens equal, so the state is dominated by the
-    tokens the model actually considers.
+    The log-probabilities are floored at `floor` (so masked tokens count as merely impossible), then
+    standardised over the vocabulary; the scores of the `context` tokens are averaged over `valid`
+    positions and passed through a sigmoid. A row with no valid context token gets 1.
 
     Args:
         logp (`torch.FloatTensor` of shape `(batch, vocab)`): log-probabilities.
-        floor (`float`, *optional*, defaults to -20.0): the log-probability below which tokens count
-            as impossible.
+        context (`torch.LongTensor` of shape `(batch, window)`): recent token ids.
+        valid (`torch.BoolTensor` of shape `(batch, window)`): which positions count (not padding).
+        floor (`float`, *optional*, defaults to -20.0): log-probability floor.
 
     Example:
-
-    >>> import torch
-    >>> from icp.signals import logit_features
-    >>> logit_features(torch.tensor([[0.0, float("-inf")]]), floor=-2.0)
-    tensor([[ 1., -1.]])
+        >>> import torch
+        >>> from icp.signals import context_recall
+        >>> logp = torch.log_softmax(torch.tensor([[4.0, 0.0, 0.0, 0.0, 0.0]]), -1)
+        >>> on = context_recall(logp, torch.tensor([[0]]), torch.tensor([[True]]))
+        >>> off = context_recall(logp, torch.tensor([[1]]), torch.tensor([[True]]))
+        >>> bool(on > 0.8), bool(off < 0.5)
+        (True, True)
     """
     x = logp.clamp_min(floor)
-    return x - x.mean(dim=-1, keepdim=True)
+    mean = x.mean(dim=-1, keepdim=True)
+    std = x.std(dim=-1, keepdim=True).clamp_min(1e-6)
+    scores = (x.gather(1, context) - mean) / std
+    weights = valid.to(scores.dtype)
+    count = weights.sum(dim=-1)
+    average = (scores * weights).sum(dim=-1) / count.clamp_min(1.0)
+    return torch.where(count > 0, torch.sigmoid(average), torch.ones_like(average))

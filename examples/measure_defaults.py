@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from icp import ICP, load_default_model
+from icp import ICP, REGIMES, load_default_model
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
@@ -79,7 +79,7 @@ def main() -> None:
             **inputs,
             max_new_tokens=args.max_new_tokens,
             logits_processor=icp,
-            stopping_criteria=icp.stopping_criteria[:1],  # loop detection only
+            stopping_criteria=icp.stopping_criteria,
             do_sample=True,
             top_k=0,
             top_p=1.0,
@@ -101,6 +101,8 @@ def main() -> None:
             "varentropy": float(np.nanmean(d["varentropy"])),
             "loop_rate": trace.stop_reasons.count("loop") / trace.batch_size,
             "eos_rate": trace.stop_reasons.count("eos") / trace.batch_size,
+            "divergence_rate": trace.stop_reasons.count("divergence") / trace.batch_size,
+            "regime_shares": {name: float((d["regime"] == code).sum() / decoded.sum()) for code, name in enumerate(REGIMES)},
             "row_F": [float(x) for x in trace.trajectory_free_energy()],
             "tokens": int(decoded.sum()),
         }
@@ -112,7 +114,8 @@ def main() -> None:
         print(
             f"T={temperature:4.2f} H={row['entropy']:.3f} H_Q={row['sampled_entropy']:.3f} C={row['coherence']:.3f} "
             f"U={row['meta_uncertainty']:.3f} F={row['free_energy']:.3f} loops={row['loop_rate']:.2f} "
-            f"eos={row['eos_rate']:.2f} tokens={row['tokens']} ({elapsed:.1f}s)",
+            f"eos={row['eos_rate']:.2f} div={row['divergence_rate']:.2f} tokens={row['tokens']} ({elapsed:.1f}s) "
+            + " ".join(f"{k[:5]}={v:.2f}" for k, v in row["regime_shares"].items()),
             flush=True,
         )
     # Coherence-vs-entropy slope between neighbouring temperatures.

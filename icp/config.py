@@ -76,10 +76,10 @@ class RegimeThresholds:
         rigid_entropy (`float`, *optional*, defaults to 0.5): nats.
         rigid_repetition (`float`, *optional*, defaults to 0.5): loop progress (1 = a loop, see
             [`icp.signals.trailing_cycle`]).
-        exploratory_entropy (`float`, *optional*, defaults to 2.0): nats.
-        unstable_entropy (`float`, *optional*, defaults to 4.0): nats.
-        unstable_meta_uncertainty (`float`, *optional*, defaults to 2.0): units of U.
-        coherent (`float`, *optional*, defaults to 0.75): coherence in [0, 1].
+        exploratory_entropy (`float`, *optional*, defaults to 3.3): nats.
+        unstable_entropy (`float`, *optional*, defaults to 4.75): nats.
+        unstable_meta_uncertainty (`float`, *optional*, defaults to 1.75): units of U.
+        coherent (`float`, *optional*, defaults to 0.65): coherence in [0, 1].
 
     Example:
         >>> from icp import RegimeThresholds
@@ -89,10 +89,10 @@ class RegimeThresholds:
 
     rigid_entropy: float = 0.5
     rigid_repetition: float = 0.5
-    exploratory_entropy: float = 2.0
-    unstable_entropy: float = 4.0
-    unstable_meta_uncertainty: float = 2.0
-    coherent: float = 0.75
+    exploratory_entropy: float = 3.3
+    unstable_entropy: float = 4.75
+    unstable_meta_uncertainty: float = 1.75
+    coherent: float = 0.65
 
     def __post_init__(self) -> None:
         for name in ("rigid_entropy", "exploratory_entropy", "unstable_entropy", "unstable_meta_uncertainty"):
@@ -190,8 +190,9 @@ class ICPConfig:
     """Every constant of the Inference Control Plane, validated on construction.
 
     Args:
-        target_entropy (`float`, *optional*, defaults to 1.3): H*, the entropy (nats) of the sampled
-            distribution Q the controller steers each row toward. Must not exceed log(vocab size).
+        target_entropy (`float`, *optional*, defaults to 1.5): H*, the entropy (nats) of the tempered
+            distribution softmax(z/T) the controller steers each row toward. Must not exceed
+            log(vocab size).
         gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature.
         min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T, at least 1e-3.
         max_temperature (`float`, *optional*, defaults to 1.5): upper bound of T.
@@ -237,7 +238,7 @@ class ICPConfig:
         ValueError: `gain` (=-1.0) has to be strictly positive.
     """
 
-    target_entropy: float = 1.3
+    target_entropy: float = 1.5
     gain: float = 0.3
     min_temperature: float = 0.2
     max_temperature: float = 1.5

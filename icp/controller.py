@@ -6,9 +6,9 @@ With x = log T, each step (as in the entropic-time controller of the seeds, `003
     T = exp(clip(x, log T_min, log T_max))                        (applied to this step's logits)
     x ← clip(x − η·g·(H_Q − H*) − leak·(x − x0), log T_min, log T_max)   (entropy feedback)
 
-H_Q is the entropy of the distribution actually sampled from at temperature T, H* the target.
-g = V_Q / (1 + V_Q) ∈ [0, 1) scales the step by the local sensitivity dH_Q/dx, which equals the
-varentropy V_Q of Q (the heat capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no
+H_Q is the entropy of the tempered distribution softmax(z/T) (before ICP's min-p truncation, which
+only trims its tail), H* the target. g = V_Q / (1 + V_Q) ∈ [0, 1) scales the step by the local
+sensitivity dH_Q/dx, which equals the varentropy V_Q of the tempered distribution (its heat capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no
 temperature can move, then leaves x alone instead of winding it up. Since 0 ≤ η·g < η, the
 contraction condition 0 < η·μ < 1 of the seed's theorem holds whenever η·μ_max < 1, and the clip
 keeps x bounded whatever the logits do.

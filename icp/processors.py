@@ -39,8 +39,10 @@ from .signals import (
     entropy_volatility,
     free_energy,
     kl_divergence,
+    log_prob_moments,
     sanitize_logits,
-    temper_and_truncate,
+    tempered_signals,
+    truncate_min_p,
 )
 from .state import DecodingState
 from .trace import Trace
@@ -178,8 +180,8 @@ class ICPLogitsProcessor(LogitsProcessor):
         regime = classify_regime(dist.entropy, coherence, meta, state.loop_progress, config.regimes)
 
         if self.observe_only:
-            logq, temperature = dist.logp, torch.ones_like(dist.entropy)
-            sampled = dist
+            temperature = torch.ones_like(dist.entropy)
+            tempered_entropy = sampled_entropy = dist.entropy
             kl = torch.zeros_like(dist.entropy)
             output = scores
         else:
@@ -190,10 +192,13 @@ class ICPLogitsProcessor(LogitsProcessor):
                 # De-repeat rigid rows: push down the token that would continue the repeated cycle.
                 penalty = (config.derepeat_penalty * rigid.to(z.dtype)).unsqueeze(1)
                 z = z.scatter_add(1, state.cycle_next_token.unsqueeze(1), -penalty)
-            logq = temper_and_truncate(z, temperature, config.min_p)
-            sampled = distribution_signals(logq)
+            tempered = tempered_signals(z, temperature)
+            logq = truncate_min_p(tempered.logp, config.min_p)
+            sampled_entropy = log_prob_moments(logq)[0] if config.min_p > 0 else tempered.entropy
+            tempered_entropy = tempered.entropy
             kl = kl_divergence(logq, dist.logp)
-            updated = self.controller.update(x, sampled.entropy, sampled.varentropy)
+            # The controller steers the tempered distribution's entropy; min-p then only trims its tail.
+            updated = self.controller.update(x, tempered.entropy, tempered.varentropy)
             state.log_temperature = torch.where(active, updated, state.log_temperature)
             output = logq
 
@@ -211,7 +216,8 @@ class ICPLogitsProcessor(LogitsProcessor):
                 "kl": kl,
                 "free_energy": energy,
                 "temperature": temperature,
-                "sampled_entropy": sampled.entropy,
+                "tempered_entropy": tempered_entropy,
+                "sampled_entropy": sampled_entropy,
                 "regime": regime,
             },
             active,

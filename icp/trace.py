@@ -27,6 +27,7 @@ FLOAT_SIGNALS: tuple[str, ...] = (
     "kl",
     "free_energy",
     "temperature",
+    "tempered_entropy",
     "sampled_entropy",
     "surprisal",
 )
@@ -226,7 +227,9 @@ class Trace:
     def to_dict(self) -> dict[str, np.ndarray]:
         """Signal name to a (batch, steps) array: `entropy`, `varentropy`, `coherence`,
         `meta_uncertainty`, `kl`, `free_energy`, `temperature`, `regime`, `token`, and also
-        `sampled_entropy` (H of the distribution sampled from) and `surprisal` (of the chosen token)."""
+        `tempered_entropy` (H of softmax(z/T), what the controller steers), `sampled_entropy` (H of
+        the distribution sampled from, after ICP's min-p truncation) and `surprisal` (of the chosen
+        token)."""
         return dict(self.arrays)
 
     def to_pandas(self):

@@ -9,9 +9,12 @@ from .distribution import (
     distribution_signals,
     entropy,
     kl_divergence,
+    log_prob_moments,
     sanitize_logits,
     temper_and_truncate,
+    tempered_signals,
     token_surprisal,
+    truncate_min_p,
     varentropy,
 )
 from .fusion import free_energy
@@ -29,10 +32,13 @@ __all__ = [
     "entropy_volatility",
     "free_energy",
     "kl_divergence",
+    "log_prob_moments",
     "loop_progress",
     "sanitize_logits",
     "temper_and_truncate",
+    "tempered_signals",
     "token_surprisal",
     "trailing_cycle",
+    "truncate_min_p",
     "varentropy",
 ]

@@ -25,6 +25,9 @@ __all__ = [
     "token_surprisal",
     "kl_divergence",
     "temper_and_truncate",
+    "tempered_signals",
+    "truncate_min_p",
+    "log_prob_moments",
 ]
 
 # A stand-in for +inf logits: far above any real logit, yet finite after division by the smallest
@@ -179,6 +182,70 @@ def kl_divergence(logq: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     """
     terms = logq.exp() * (logq - logp.clamp_min(_LOG_TINY))
     return terms.nansum(dim=-1).clamp_min(0.0)
+
+
+def log_prob_moments(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy and varentropy of a distribution given by its log-probabilities (``-inf`` allowed).
+
+    Args:
+        logp (`torch.FloatTensor` of shape `(batch, vocab)`): log-probabilities.
+
+    Example:
+        >>> import math, torch
+        >>> from icp.signals import log_prob_moments
+        >>> h, v = log_prob_moments(torch.log(torch.tensor([[0.5, 0.5, 0.0]])))
+        >>> round(h.item(), 4), round(v.item(), 4)
+        (0.6931, 0.0)
+    """
+    return _moments(logp)
+
+
+def tempered_signals(logits: torch.Tensor, temperature: torch.Tensor) -> DistributionSignals:
+    """Log-probabilities, entropy and varentropy of softmax(logits / T), T per row.
+
+    dH/dlog T equals the varentropy of the tempered distribution (its heat capacity), which is
+    what ICP's controller uses as its local gain.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, vocab)`): sanitised float32 logits (see
+            [`sanitize_logits`]).
+        temperature (`torch.FloatTensor` of shape `(batch,)`): strictly positive per-row temperature.
+
+    Example:
+        >>> import torch
+        >>> from icp.signals import tempered_signals
+        >>> s = tempered_signals(torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([1.0, 100.0]))
+        >>> bool(s.entropy[0] < s.entropy[1])
+        True
+    """
+    logp = torch.log_softmax(logits / temperature.unsqueeze(-1), dim=-1).nan_to_num_(
+        nan=float("-inf"), neginf=float("-inf")
+    )
+    h, v = _moments(logp)
+    return DistributionSignals(logp, h, v)
+
+
+def truncate_min_p(logp: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Min-p truncation of a distribution given by log-probabilities, renormalised.
+
+    Keeps the tokens whose probability is at least `min_p` times the row's largest (the argmax
+    always survives); `min_p = 0` returns `logp` itself.
+
+    Args:
+        logp (`torch.FloatTensor` of shape `(batch, vocab)`): log-probabilities.
+        min_p (`float`): in [0, 1).
+
+    Example:
+        >>> import torch
+        >>> from icp.signals import truncate_min_p
+        >>> truncate_min_p(torch.log(torch.tensor([[0.6, 0.36, 0.04]])), 0.1).exp()
+        tensor([[0.6250, 0.3750, 0.0000]])
+    """
+    if min_p <= 0.0:
+        return logp
+    threshold = logp.amax(dim=-1, keepdim=True) + math.log(min_p)
+    kept = logp.masked_fill(logp < threshold, float("-inf"))
+    return torch.log_softmax(kept, dim=-1).nan_to_num_(nan=float("-inf"), neginf=float("-inf"))
 
 
 def temper_and_truncate(logits: torch.Tensor, temperature: torch.Tensor, min_p: float) -> torch.Tensor:

@@ -202,6 +202,9 @@ class ICPConfig:
             [0, 1); keeps the controller from drifting on long generations.
         cool_rate (`float`, *optional*, defaults to 0.15): log-temperature removed per unstable step.
         heat_rate (`float`, *optional*, defaults to 0.15): log-temperature added per rigid step.
+        sensitivity_floor (`float`, *optional*, defaults to 0.02): κ in the controller's gate
+            g = V/(κ + V): steps whose tempered varentropy V is far below κ (near-deterministic
+            tokens, whose entropy no temperature moves) barely move the temperature.
         derepeat_penalty (`float`, *optional*, defaults to 3.0): nats subtracted, on rigid rows, from
             the logit of the token that would continue the repeated cycle.
         min_p (`float`, *optional*, defaults to 0.05): ICP's own truncation after temperature, in
@@ -246,6 +249,7 @@ class ICPConfig:
     leak: float = 0.02
     cool_rate: float = 0.15
     heat_rate: float = 0.15
+    sensitivity_floor: float = 0.02
     derepeat_penalty: float = 3.0
     min_p: float = 0.05
     gamma: float = 1.0
@@ -273,7 +277,7 @@ class ICPConfig:
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields.")
         _check_non_negative("target_entropy", self.target_entropy)
-        for name in ("gain", "min_temperature", "max_temperature", "initial_temperature"):
+        for name in ("gain", "min_temperature", "max_temperature", "initial_temperature", "sensitivity_floor"):
             _check_positive(name, getattr(self, name))
         if self.min_temperature < _MIN_TEMPERATURE:
             raise ValueError(

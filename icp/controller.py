@@ -7,7 +7,7 @@ With x = log T, each step (as in the entropic-time controller of the seeds, `003
     x ← clip(x − η·g·(H_Q − H*) − leak·(x − x0), log T_min, log T_max)   (entropy feedback)
 
 H_Q is the entropy of the tempered distribution softmax(z/T) (before ICP's min-p truncation, which
-only trims its tail), H* the target. g = V_Q / (1 + V_Q) ∈ [0, 1) scales the step by the local
+only trims its tail), H* the target. g = V_Q / (κ + V_Q) ∈ [0, 1) gates the step by the local
 sensitivity dH_Q/dx, which equals the varentropy V_Q of the tempered distribution (its heat capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no
 temperature can move, then leaves x alone instead of winding it up. Since 0 ≤ η·g < η, the
 contraction condition 0 < η·μ < 1 of the seed's theorem holds whenever η·μ_max < 1, and the clip
@@ -35,6 +35,8 @@ class LogTemperatureController:
         leak (`float`): in [0, 1).
         heat_rate (`float`): log-temperature added per rigid step.
         cool_rate (`float`): log-temperature removed per unstable step.
+        sensitivity_floor (`float`, *optional*, defaults to 0.02): κ, the varentropy (nats²) below
+            which a step barely moves x.
 
     Example:
         >>> import torch
@@ -43,7 +45,7 @@ class LogTemperatureController:
         >>> x = ctl.initial_state(2, torch.device("cpu"))
         >>> x = ctl.update(x, sampled_entropy=torch.tensor([2.0, 0.0]), sampled_varentropy=torch.ones(2))
         >>> x.exp()  # too hot -> cooler; too cold -> hotter
-        tensor([0.7788, 1.2840])
+        tensor([0.6125, 1.6326])
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class LogTemperatureController:
         leak: float,
         heat_rate: float,
         cool_rate: float,
+        sensitivity_floor: float = 0.02,
     ) -> None:
         self.target_entropy = float(target_entropy)
         self.gain = float(gain)
@@ -65,6 +68,7 @@ class LogTemperatureController:
         self.leak = float(leak)
         self.heat_rate = float(heat_rate)
         self.cool_rate = float(cool_rate)
+        self.sensitivity_floor = float(sensitivity_floor)
 
     def initial_state(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """log T0 for every row, float32, on `device`."""
@@ -77,7 +81,7 @@ class LogTemperatureController:
 
     def update(self, x: torch.Tensor, sampled_entropy: torch.Tensor, sampled_varentropy: torch.Tensor) -> torch.Tensor:
         """One feedback step from the entropy H_Q and varentropy V_Q of the sampled distribution."""
-        sensitivity = sampled_varentropy / (1.0 + sampled_varentropy)
+        sensitivity = sampled_varentropy / (self.sensitivity_floor + sampled_varentropy)
         error = sampled_entropy - self.target_entropy
         x = x - self.gain * sensitivity * error - self.leak * (x - self.log_initial)
         return x.clamp(self.log_min, self.log_max)

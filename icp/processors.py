@@ -104,6 +104,7 @@ class ICPLogitsProcessor(LogitsProcessor):
             leak=config.leak,
             heat_rate=config.heat_rate,
             cool_rate=config.cool_rate,
+            sensitivity_floor=config.sensitivity_floor,
         )
         self.observe_only = not config.control
 

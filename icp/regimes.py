@@ -40,7 +40,7 @@ def classify_regime(
         >>> import torch
         >>> from icp import RegimeThresholds
         >>> from icp.regimes import classify_regime, REGIMES
-        >>> h = torch.tensor([0.1, 1.0, 3.0, 5.0]); c = torch.tensor([0.9, 0.9, 0.9, 0.3])
+        >>> h = torch.tensor([0.1, 1.0, 3.5, 5.0]); c = torch.tensor([0.9, 0.9, 0.9, 0.3])
         >>> codes = classify_regime(h, c, torch.zeros(4), torch.tensor([0.9, 0.0, 0.0, 0.0]), RegimeThresholds())
         >>> [REGIMES[i] for i in codes.tolist()]
         ['rigid', 'reasoning', 'exploratory', 'unstable']

@@ -25,9 +25,9 @@ B, V = 16, 200
 
 
 def make_controller(
-    target=2.0, gain=0.3, t_min=0.05, t_max=10.0, t0=1.0, leak=0.0, heat=0.0, cool=0.0
+    target=2.0, gain=0.3, t_min=0.05, t_max=10.0, t0=1.0, leak=0.0, heat=0.0, cool=0.0, kappa=1.0
 ) -> LogTemperatureController:
-    return LogTemperatureController(target, gain, t_min, t_max, t0, leak, heat, cool)
+    return LogTemperatureController(target, gain, t_min, t_max, t0, leak, heat, cool, sensitivity_floor=kappa)
 
 
 def row_scales(batch: int = B) -> torch.Tensor:
@@ -213,6 +213,13 @@ def test_dissipate_with_zero_rates_only_clips():
 # ----------------------------------------------------------------------------------------------
 
 
+# Explicit boundaries, so that these tests do not move when the calibrated defaults do.
+FIXED_THRESHOLDS = RegimeThresholds(
+    rigid_entropy=0.5, rigid_repetition=0.5, exploratory_entropy=2.0, unstable_entropy=4.0,
+    unstable_meta_uncertainty=2.0, coherent=0.75,
+)
+
+
 def classify(h, c, u, r, thresholds=None):
     n = len(h)
     return classify_regime(
@@ -220,7 +227,7 @@ def classify(h, c, u, r, thresholds=None):
         torch.tensor(c, dtype=torch.float32),
         torch.tensor(u if u is not None else [0.0] * n, dtype=torch.float32),
         torch.tensor(r if r is not None else [0.0] * n, dtype=torch.float32),
-        thresholds or RegimeThresholds(),
+        thresholds or FIXED_THRESHOLDS,
     ).tolist()
 
 
@@ -259,7 +266,7 @@ def test_regime_precedence_and_near_misses():
 
 
 def test_boundaries_follow_documented_inequalities():
-    t = RegimeThresholds()
+    t = FIXED_THRESHOLDS
     codes = classify(
         h=[t.exploratory_entropy, t.rigid_entropy, t.unstable_entropy, 0.0, 1.0],
         c=[t.coherent, 0.9, t.coherent - 1e-3, 0.9, t.coherent - 1e-3],
@@ -312,7 +319,7 @@ def test_classify_matches_rules_row_by_row(rows, entropies, rep, mu, coherent):
 def test_output_dtype_and_device():
     h = torch.tensor([0.1, 1.0, 3.0, 5.0], dtype=torch.float64)
     c = torch.tensor([0.9, 0.9, 0.9, 0.3], dtype=torch.float16)
-    codes = classify_regime(h, c, torch.zeros(4), torch.tensor([0.9, 0.0, 0.0, 0.0]), RegimeThresholds())
+    codes = classify_regime(h, c, torch.zeros(4), torch.tensor([0.9, 0.0, 0.0, 0.0]), FIXED_THRESHOLDS)
     assert codes.dtype == torch.long and codes.shape == (4,)
     assert codes.tolist() == [RIGID, REASONING, EXPLORATORY, UNSTABLE]
     meta = classify_regime(*(torch.zeros(3, device="meta") for _ in range(4)), RegimeThresholds())
@@ -413,7 +420,7 @@ def test_min_above_max_temperature_echoes_both():
         (RegimeThresholds, {"rigid_repetition": 0.0}, "rigid_repetition", 0.0),
         (RegimeThresholds, {"coherent": 1.5}, "coherent", 1.5),
         (RegimeThresholds, {"coherent": -0.1}, "coherent", -0.1),
-        (RegimeThresholds, {"rigid_entropy": 3.0}, "rigid_entropy", 3.0),
+        (RegimeThresholds, {"rigid_entropy": 4.0}, "rigid_entropy", 4.0),
         (RegimeThresholds, {"exploratory_entropy": 5.0}, "exploratory_entropy", 5.0),
         (RegimeThresholds, {"unstable_entropy": 1.0}, "unstable_entropy", 1.0),
         (LoopConfig, {"max_period": 0}, "max_period", 0),
@@ -523,3 +530,11 @@ def test_check_vocab():
     assert "`target_entropy`" in str(exc.value) and "1.3" in str(exc.value) and "3" in str(exc.value)
     with pytest.raises(ValueError, match="target_entropy"):
         ICPConfig(target_entropy=0.5).check_vocab(1)
+
+
+def test_sensitivity_floor_gates_the_step():
+    """g = V/(κ+V): half the step at V = κ, almost all of it at V >> κ, almost none at V << κ."""
+    ctl = make_controller(target=1.0, gain=1.0, kappa=0.02)
+    x = ctl.initial_state(3, CPU)
+    new = ctl.update(x, torch.full((3,), 2.0), torch.tensor([0.02, 2.0, 2e-5]))
+    torch.testing.assert_close(new, torch.tensor([-0.5, -2.0 / 2.02, -2e-5 / 0.02002]), rtol=1e-5, atol=1e-7)

@@ -8,6 +8,7 @@ quantiles that the default regime thresholds are read from.
 
 Run:
     python examples/measure_defaults.py --out outputs/defaults.json
+    python examples/measure_defaults.py --coherence hidden     # compare coherence sources
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write per-temperature results as JSON")
+    parser.add_argument(
+        "--coherence", default="auto", choices=["auto", "embedding", "hidden", "logits"], help="coherence source"
+    )
+    parser.add_argument(
+        "--meta-uncertainty", default="entropy_volatility", choices=["entropy_volatility", "varentropy"]
+    )
     args = parser.parse_args()
 
     model, tokenizer = load_default_model()
@@ -72,6 +79,8 @@ def main() -> None:
             heat_rate=0.0,
             cool_rate=0.0,
             derepeat_penalty=0.0,
+            coherence=args.coherence,
+            meta_uncertainty=args.meta_uncertainty,
         )
         torch.manual_seed(args.seed)
         start = time.perf_counter()

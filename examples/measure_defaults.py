@@ -111,7 +111,9 @@ def main() -> None:
             "loop_rate": trace.stop_reasons.count("loop") / trace.batch_size,
             "eos_rate": trace.stop_reasons.count("eos") / trace.batch_size,
             "divergence_rate": trace.stop_reasons.count("divergence") / trace.batch_size,
-            "regime_shares": {name: float((d["regime"] == code).sum() / decoded.sum()) for code, name in enumerate(REGIMES)},
+            "regime_shares": {
+                name: float((d["regime"] == code).sum() / decoded.sum()) for code, name in enumerate(REGIMES)
+            },
             "row_F": [float(x) for x in trace.trajectory_free_energy()],
             "tokens": int(decoded.sum()),
         }
@@ -137,9 +139,12 @@ def main() -> None:
     for row in results:
         q = row["entropy_quantiles"], row["coherence_quantiles"], row["meta_uncertainty_quantiles"]
         print(
-            f"T={row['temperature']:4.2f} H q05/25/50/75/95 = " + "/".join(f"{v:.2f}" for v in q[0].values())
-            + "  C = " + "/".join(f"{v:.3f}" for v in q[1].values())
-            + "  U = " + "/".join(f"{v:.2f}" for v in q[2].values())
+            f"T={row['temperature']:4.2f} H q05/25/50/75/95 = "
+            + "/".join(f"{v:.2f}" for v in q[0].values())
+            + "  C = "
+            + "/".join(f"{v:.3f}" for v in q[1].values())
+            + "  U = "
+            + "/".join(f"{v:.2f}" for v in q[2].values())
         )
     if args.out:
         with open(args.out, "w") as f:

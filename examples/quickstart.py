@@ -52,7 +52,9 @@ def main() -> None:
     generated = out[:, inputs["input_ids"].shape[1] :]
 
     trace = icp.trace
-    print(f"{len(PROMPTS)} prompts, {trace.steps} steps in {elapsed:.1f} s; coherence from {icp.coherence_source} states")
+    print(
+        f"{len(PROMPTS)} prompts, {trace.steps} steps in {elapsed:.1f} s; coherence from {icp.coherence_source} states"
+    )
     print(trace.summary())
     for i in range(min(args.show, len(PROMPTS))):
         print(f"\n[{i}] {PROMPTS[i]}\n -> {tokenizer.decode(generated[i], skip_special_tokens=True).strip()}")

@@ -275,7 +275,9 @@ class ICPConfig:
             self.divergence = DivergenceConfig.from_dict(self.divergence)
         for name, cls in (("regimes", RegimeThresholds), ("loop", LoopConfig), ("divergence", DivergenceConfig)):
             if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields.")
+                raise ValueError(
+                    f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields."
+                )
         _check_non_negative("target_entropy", self.target_entropy)
         for name in ("gain", "min_temperature", "max_temperature", "initial_temperature", "sensitivity_floor"):
             _check_positive(name, getattr(self, name))
@@ -313,8 +315,10 @@ class ICPConfig:
             raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
         if self.eos_token_id is not None:
             ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
-            if not isinstance(ids, (list, tuple)) or not ids or not all(
-                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
+            if (
+                not isinstance(ids, (list, tuple))
+                or not ids
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)
             ):
                 raise ValueError(
                     f"`eos_token_id` (={self.eos_token_id!r}) has to be a non-negative int or a non-empty list of them."

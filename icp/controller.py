@@ -8,8 +8,9 @@ With x = log T, each step (as in the entropic-time controller of the seeds, `003
 
 H_Q is the entropy of the tempered distribution softmax(z/T) (before ICP's min-p truncation, which
 only trims its tail), H* the target. g = V_Q / (κ + V_Q) ∈ [0, 1) gates the step by the local
-sensitivity dH_Q/dx, which equals the varentropy V_Q of the tempered distribution (its heat capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no
-temperature can move, then leaves x alone instead of winding it up. Since 0 ≤ η·g < η, the
+sensitivity dH_Q/dx, which equals the varentropy V_Q of the tempered distribution (its heat
+capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no temperature can move, then leaves
+x alone instead of winding it up. Since 0 ≤ η·g < η, the
 contraction condition 0 < η·μ < 1 of the seed's theorem holds whenever η·μ_max < 1, and the clip
 keeps x bounded whatever the logits do.
 """

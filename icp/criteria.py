@@ -25,7 +25,9 @@ class _StateCriteria(StoppingCriteria):
     def _rows(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs
+    ) -> torch.BoolTensor:
         state = self.state
         if not state.started or input_ids.shape[0] != state.batch_size:
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

@@ -187,7 +187,9 @@ class ICPLogitsProcessor(LogitsProcessor):
             output = scores
         else:
             rigid, unstable = regime == RIGID, regime == UNSTABLE
-            x = torch.where(active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature)
+            x = torch.where(
+                active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature
+            )
             temperature = x.exp()
             if config.derepeat_penalty > 0:
                 # De-repeat rigid rows: push down the token that would continue the repeated cycle.
@@ -206,7 +208,9 @@ class ICPLogitsProcessor(LogitsProcessor):
         energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)
         bounds = config.divergence
         over = (energy > bounds.free_energy_bound) | (meta > bounds.meta_uncertainty_bound)
-        state.over_bound_steps = torch.where(active & over, state.over_bound_steps + 1, torch.zeros_like(state.over_bound_steps))
+        state.over_bound_steps = torch.where(
+            active & over, state.over_bound_steps + 1, torch.zeros_like(state.over_bound_steps)
+        )
         state.buffers.write(
             step,
             {
@@ -238,7 +242,11 @@ class ICPLogitsProcessor(LogitsProcessor):
             current = self.embeddings[input_ids[:, -1]].float() - self.embedding_center
             if state.coherence_reference is None:
                 prompt = self.embeddings[input_ids].float() - self.embedding_center
-                weights = (input_ids != pad).to(prompt.dtype) if pad is not None else torch.ones_like(input_ids, dtype=prompt.dtype)
+                weights = (
+                    (input_ids != pad).to(prompt.dtype)
+                    if pad is not None
+                    else torch.ones_like(input_ids, dtype=prompt.dtype)
+                )
                 weights = weights.unsqueeze(-1)
                 state.coherence_reference = (prompt * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         else:
@@ -303,9 +311,11 @@ class ICP(LogitsProcessorList):
                         f"({type(model).__name__}) has no `get_input_embeddings()` returning an nn.Embedding. "
                         "Use `coherence='logits'`."
                     )
-            hooks = ModelHooks(model, capture_final_hidden=source == "hidden") if hasattr(
-                model, "register_forward_pre_hook"
-            ) else None
+            hooks = (
+                ModelHooks(model, capture_final_hidden=source == "hidden")
+                if hasattr(model, "register_forward_pre_hook")
+                else None
+            )
         elif base.coherence in ("hidden", "embedding"):
             raise ValueError(
                 f"`coherence={base.coherence!r}` needs the model: pass it as `ICP(model, ...)`, or use "

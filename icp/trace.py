@@ -90,7 +90,9 @@ class TraceBuffers:
                 sentinel = math.nan
             else:
                 sentinel = STOPPED if name == "regime" else TOKEN_SENTINEL
-            column[:, step] = torch.where(active, value.to(column.dtype), torch.full_like(value, sentinel, dtype=column.dtype))
+            column[:, step] = torch.where(
+                active, value.to(column.dtype), torch.full_like(value, sentinel, dtype=column.dtype)
+            )
 
     def window(self, name: str, end: int, width: int) -> torch.Tensor:
         """The last `width` columns of `name` up to and including `end` (a view, no copy)."""
@@ -154,9 +156,11 @@ class TraceSummary:
         return pd.DataFrame([r.to_dict() for r in self.rows])
 
     def __str__(self) -> str:
-        head = f"{'row':>3} {'tokens':>6} {'F':>7} {'H':>6} {'C':>6} {'U':>6} {'T':>5}  " + " ".join(
-            f"{name[:5]:>5}" for name in REGIMES
-        ) + "  stop"
+        head = (
+            f"{'row':>3} {'tokens':>6} {'F':>7} {'H':>6} {'C':>6} {'U':>6} {'T':>5}  "
+            + " ".join(f"{name[:5]:>5}" for name in REGIMES)
+            + "  stop"
+        )
         lines = [head]
         for r in self.rows:
             shares = " ".join(f"{r.regime_shares[name]:5.2f}" for name in REGIMES)

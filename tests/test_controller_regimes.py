@@ -215,8 +215,12 @@ def test_dissipate_with_zero_rates_only_clips():
 
 # Explicit boundaries, so that these tests do not move when the calibrated defaults do.
 FIXED_THRESHOLDS = RegimeThresholds(
-    rigid_entropy=0.5, rigid_repetition=0.5, exploratory_entropy=2.0, unstable_entropy=4.0,
-    unstable_meta_uncertainty=2.0, coherent=0.75,
+    rigid_entropy=0.5,
+    rigid_repetition=0.5,
+    exploratory_entropy=2.0,
+    unstable_entropy=4.0,
+    unstable_meta_uncertainty=2.0,
+    coherent=0.75,
 )
 
 
@@ -291,9 +295,7 @@ def test_thresholds_from_config_are_used():
 
 
 @given(
-    st.lists(
-        st.tuples(st.floats(0, 5), st.floats(0, 1), st.floats(0, 4), st.floats(0, 2)), min_size=1, max_size=20
-    ),
+    st.lists(st.tuples(st.floats(0, 5), st.floats(0, 1), st.floats(0, 4), st.floats(0, 2)), min_size=1, max_size=20),
     st.tuples(st.floats(0, 4), st.floats(0, 4), st.floats(0, 4)).map(sorted),
     st.floats(0.05, 2.0),
     st.floats(0.05, 3.0),

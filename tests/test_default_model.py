@@ -90,8 +90,9 @@ def test_bad_path_names_the_argument(tmp_path):
 
 def test_a_local_folder_loads_like_a_hub_model(tmp_path):
     from helpers import tiny_llama
+    from tokenizers import Tokenizer
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, models as tok_models
 
     model = tiny_llama()
     model.save_pretrained(tmp_path)
@@ -140,9 +141,7 @@ def test_pipeline_with_icp_kwargs_and_chat_messages(default_model):
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     icp = ICP(model)
     torch.manual_seed(0)
-    result = generator(
-        [{"role": "user", "content": "Name a colour."}], max_new_tokens=8, **icp.generation_kwargs()
-    )
+    result = generator([{"role": "user", "content": "Name a colour."}], max_new_tokens=8, **icp.generation_kwargs())
     assert isinstance(result[0]["generated_text"][-1]["content"], str)
     assert icp.trace.batch_size == 1 and 1 <= icp.trace.steps <= 8
 

@@ -86,7 +86,9 @@ _HOT_PATH = ("signals", "controller.py", "regimes.py", "state.py", "processors.p
 
 def test_hot_path_sources_have_no_unmarked_host_reads():
     root = Path(__file__).resolve().parents[1] / "icp"
-    files = [p for name in _HOT_PATH for p in ((root / name).rglob("*.py") if (root / name).is_dir() else [root / name])]
+    files = [
+        p for name in _HOT_PATH for p in ((root / name).rglob("*.py") if (root / name).is_dir() else [root / name])
+    ]
     offenders = []
     for path in files:
         for number, line in enumerate(path.read_text().splitlines(), 1):

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import VOCAB, ForceTokens, prompt, tiny_llama
+from helpers import VOCAB, prompt, tiny_llama
 from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from icp import ICP, ICPCompositionWarning, ICPConfig, UnsupportedDecodingError
@@ -247,7 +247,11 @@ def test_assisted_decoding_is_refused(model):
     icp = ICP(model)
     with pytest.raises(UnsupportedDecodingError, match="assisted"):
         model.generate(
-            **prompt(batch=1), max_new_tokens=6, do_sample=True, top_k=0, assistant_model=tiny_llama(seed=5),
+            **prompt(batch=1),
+            max_new_tokens=6,
+            do_sample=True,
+            top_k=0,
+            assistant_model=tiny_llama(seed=5),
             logits_processor=icp,
         )
 
@@ -289,7 +293,11 @@ def test_user_processors_before_icp_are_respected(model):
     icp = ICP(model)
     upstream = RepetitionPenaltyLogitsProcessor(1.5)
     out = model.generate(
-        **prompt(), max_new_tokens=6, do_sample=True, top_k=0, logits_processor=LogitsProcessorList([upstream, *icp]),
+        **prompt(),
+        max_new_tokens=6,
+        do_sample=True,
+        top_k=0,
+        logits_processor=LogitsProcessorList([upstream, *icp]),
         stopping_criteria=icp.stopping_criteria,
     )
     assert icp.trace.steps == out.shape[1] - 5
@@ -324,4 +332,4 @@ def test_hostile_rows_never_produce_nan_signals():
 
 def test_trace_before_any_generation_raises():
     with pytest.raises(RuntimeError, match="has not run yet"):
-        ICP().trace
+        _ = ICP().trace

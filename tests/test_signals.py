@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from icp.signals import (
+    context_recall,
     cosine_continuity,
     distribution_signals,
     ema_update,
@@ -23,7 +24,6 @@ from icp.signals import (
     entropy_volatility,
     free_energy,
     kl_divergence,
-    context_recall,
     loop_progress,
     sanitize_logits,
     temper_and_truncate,
@@ -162,9 +162,7 @@ def test_entropy_and_varentropy_match_float64_bruteforce(rng):
         h, v = ref_entropy_varentropy(z[b].astype(np.float32))
         assert s.entropy[b].item() == pytest.approx(h, abs=2e-5, rel=2e-5)
         assert s.varentropy[b].item() == pytest.approx(v, abs=1e-4, rel=1e-4)
-        np.testing.assert_allclose(
-            s.logp[b].exp().numpy(), ref_probs(z[b].astype(np.float32)), atol=1e-6, rtol=1e-5
-        )
+        np.testing.assert_allclose(s.logp[b].exp().numpy(), ref_probs(z[b].astype(np.float32)), atol=1e-6, rtol=1e-5)
 
 
 def test_entropy_and_varentropy_wrappers_agree_with_fused_pass(rng):
@@ -227,9 +225,7 @@ def test_pos_inf_logits_share_the_mass():
 
 
 def test_fully_masked_row_has_zero_entropy_and_varentropy():
-    z = torch.tensor(
-        [[-INF] * 6, [NAN] * 6, [NAN, -INF, NAN, -INF, NAN, -INF], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]
-    )
+    z = torch.tensor([[-INF] * 6, [NAN] * 6, [NAN, -INF, NAN, -INF, NAN, -INF], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
     s = distribution_signals(z)
     assert s.entropy[:3].tolist() == [0.0, 0.0, 0.0]
     assert s.varentropy[:3].tolist() == [0.0, 0.0, 0.0]
@@ -282,8 +278,10 @@ def test_kl_of_tempered_distribution_matches_bruteforce(rng, temperature):
     assert kl.shape == (5,) and kl.dtype == torch.float32
     for b in range(5):
         z64 = z[b].astype(np.float64)
-        p = np.exp(z64 - z64.max()); p /= p.sum()
-        q = np.exp(z64 / temperature - (z64 / temperature).max()); q /= q.sum()
+        p = np.exp(z64 - z64.max())
+        p /= p.sum()
+        q = np.exp(z64 / temperature - (z64 / temperature).max())
+        q /= q.sum()
         assert kl[b].item() == pytest.approx(ref_kl(q, p), abs=2e-5, rel=1e-4)
     if temperature != 1.0:
         assert (kl > 0).all()
@@ -337,10 +335,13 @@ def test_kl_with_min_p_truncated_q_matches_bruteforce_over_support(rng, min_p, t
     kl = kl_divergence(logq, logp)
     for b in range(6):
         z64 = z[b].astype(np.float64)
-        p = np.exp(z64 - z64.max()); p /= p.sum()
-        q = np.exp(z64 / temperature - (z64 / temperature).max()); q /= q.sum()
+        p = np.exp(z64 - z64.max())
+        p /= p.sum()
+        q = np.exp(z64 / temperature - (z64 / temperature).max())
+        q /= q.sum()
         keep = q >= min_p * q.max()
-        qt = np.where(keep, q, 0.0); qt /= qt.sum()
+        qt = np.where(keep, q, 0.0)
+        qt /= qt.sum()
         assert kl[b].item() == pytest.approx(ref_kl(qt, p), abs=2e-5, rel=1e-4)
 
 

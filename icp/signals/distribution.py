@@ -277,4 +277,6 @@ def temper_and_truncate(logits: torch.Tensor, temperature: torch.Tensor, min_p: 
         # log q_i >= log q_max + log(min_p)  <=>  scaled_i >= max(scaled) + log(min_p)
         threshold = scaled.amax(dim=-1, keepdim=True) + math.log(min_p)
         scaled = scaled.masked_fill(scaled < threshold, float("-inf"))
-    return torch.log_softmax(scaled, dim=-1).nan_to_num_(nan=float("-inf"), neginf=float("-inf"))  # fully masked rows stay -inf
+    return torch.log_softmax(scaled, dim=-1).nan_to_num_(
+        nan=float("-inf"), neginf=float("-inf")
+    )  # fully masked rows stay -inf

@@ -31,19 +31,8 @@ from .controller import LogTemperatureController
 from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
 from .hooks import ModelHooks
 from .regimes import RIGID, UNSTABLE, classify_regime
-from .signals import (
-    context_recall,
-    cosine_continuity,
-    distribution_signals,
-    ema_update,
-    entropy_volatility,
-    free_energy,
-    kl_divergence,
-    log_prob_moments,
-    sanitize_logits,
-    tempered_signals,
-    truncate_min_p,
-)
+from .signals import context_recall, cosine_continuity, ema_update, entropy_volatility, free_energy
+from .signals.fused import ControlledStep, control_side, observed_step
 from .state import DecodingState
 from .trace import Trace
 
@@ -170,9 +159,8 @@ class ICPLogitsProcessor(LogitsProcessor):
         step = state.step
         active = ~state.done
 
-        z = sanitize_logits(scores)
-        dist = distribution_signals(z)
-        coherence = self._coherence(input_ids, dist.logp, active)
+        dist = observed_step(scores)
+        coherence = self._coherence(input_ids, dist, active)
         if config.meta_uncertainty == "varentropy":
             meta = dist.varentropy
         else:
@@ -182,8 +170,6 @@ class ICPLogitsProcessor(LogitsProcessor):
 
         if self.observe_only:
             temperature = torch.ones_like(dist.entropy)
-            tempered_entropy = sampled_entropy = dist.entropy
-            kl = torch.zeros_like(dist.entropy)
             output = scores
         else:
             rigid, unstable = regime == RIGID, regime == UNSTABLE
@@ -191,19 +177,14 @@ class ICPLogitsProcessor(LogitsProcessor):
                 active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature
             )
             temperature = x.exp()
-            if config.derepeat_penalty > 0:
-                # De-repeat rigid rows: push down the token that would continue the repeated cycle.
-                penalty = (config.derepeat_penalty * rigid.to(z.dtype)).unsqueeze(1)
-                z = z.scatter_add(1, state.cycle_next_token.unsqueeze(1), -penalty)
-            tempered = tempered_signals(z, temperature)
-            logq = truncate_min_p(tempered.logp, config.min_p)
-            sampled_entropy = log_prob_moments(logq)[0] if config.min_p > 0 else tempered.entropy
-            tempered_entropy = tempered.entropy
-            kl = kl_divergence(logq, dist.logp)
+            # De-repeat rigid rows: push down the token that would continue the repeated cycle.
+            penalty = config.derepeat_penalty * rigid.to(temperature.dtype) if config.derepeat_penalty > 0 else None
+            dist = control_side(dist, temperature, config.min_p, state.cycle_next_token, penalty)
             # The controller steers the tempered distribution's entropy; min-p then only trims its tail.
-            updated = self.controller.update(x, tempered.entropy, tempered.varentropy)
+            updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy)
             state.log_temperature = torch.where(active, updated, state.log_temperature)
-            output = logq
+            output = dist.logq
+        kl = dist.kl
 
         energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)
         bounds = config.divergence
@@ -221,22 +202,23 @@ class ICPLogitsProcessor(LogitsProcessor):
                 "kl": kl,
                 "free_energy": energy,
                 "temperature": temperature,
-                "tempered_entropy": tempered_entropy,
-                "sampled_entropy": sampled_entropy,
+                "tempered_entropy": dist.tempered_entropy,
+                "sampled_entropy": dist.sampled_entropy,
                 "regime": regime,
             },
             active,
         )
-        state.last_logp = dist.logp
+        state.last_step = dist  # its shifted logits give the chosen token's surprisal next step
         state.step = step + 1
         return output
 
-    def _coherence(self, input_ids: torch.Tensor, logp: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def _coherence(self, input_ids: torch.Tensor, dist: ControlledStep, active: torch.Tensor) -> torch.Tensor:
         state, config = self.state, self.config
         pad = state.context.pad_token_id if state.context is not None else None
         if self.coherence_source == "logits":
             context = input_ids[:, -config.recall_window :]
             valid = context != pad if pad is not None else torch.ones_like(context, dtype=torch.bool)
+            logp = dist.shifted_logits - dist.log_normalizer.unsqueeze(-1)
             return context_recall(logp, context, valid, config.logit_floor)
         if self.coherence_source == "embedding":
             current = self.embeddings[input_ids[:, -1]].float() - self.embedding_center

@@ -12,7 +12,8 @@ import torch
 
 from .config import ICPConfig
 from .generation_context import GenerationContext
-from .signals import token_surprisal, trailing_cycle
+from .signals import trailing_cycle
+from .signals.fused import chosen_surprisal
 from .trace import STOP_REASONS, Trace, TraceBuffers
 
 __all__ = ["DecodingState", "LENGTH", "EOS", "LOOP", "DIVERGENCE"]
@@ -82,7 +83,7 @@ class DecodingState:
         self.cycle_next_token = torch.zeros(batch, dtype=torch.long, device=device)
         self.loop_now = torch.zeros(batch, dtype=torch.bool, device=device)
         self.coherence_reference: torch.Tensor | None = None
-        self.last_logp: torch.Tensor | None = None
+        self.last_step = None  # the processor's latest ControlledStep
         eos = list(self.config.eos_token_ids)
         if not eos and context is not None:
             eos = context.eos_token_ids
@@ -113,8 +114,8 @@ class DecodingState:
         token = input_ids[:, -1]
         active = ~self.done
         values = {"token": token}
-        if self.last_logp is not None:
-            values["surprisal"] = token_surprisal(self.last_logp, token)
+        if self.last_step is not None:
+            values["surprisal"] = chosen_surprisal(self.last_step.shifted_logits, self.last_step.log_normalizer, token)
         self.buffers.write(step, values, active)
 
         loop = self.config.loop

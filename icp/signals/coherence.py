@@ -103,7 +103,7 @@ def context_recall(
         >>> bool(on > 0.8), bool(off < 0.5)
         (True, True)
     """
-    x = logp.clamp_min(floor)
+    x = torch.where(logp > floor, logp, torch.full_like(logp, floor))  # NaN (no distribution) -> floor too
     mean = x.mean(dim=-1, keepdim=True)
     std = x.std(dim=-1, keepdim=True).clamp_min(1e-6)
     scores = (x.gather(1, context) - mean) / std

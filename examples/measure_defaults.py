@@ -22,25 +22,7 @@ import numpy as np
 import torch
 
 from icp import ICP, REGIMES, load_default_model
-
-PROMPTS = [
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain how photosynthesis works to a ten-year-old.",
-    "What are the main causes of the French Revolution?",
-    "Give me three tips for learning a new programming language.",
-    "Describe the city of Paris in the spring.",
-    "Why is the sky blue?",
-    "Write a poem about the ocean at night.",
-    "How does a bicycle stay upright while moving?",
-    "Summarise the plot of Romeo and Juliet.",
-    "What should I pack for a week-long hiking trip?",
-    "Explain the difference between a virus and a bacterium.",
-    "Write a letter to a friend you have not seen in years.",
-    "What is the capital of Australia, and why was it chosen?",
-    "Describe how to make a cup of tea.",
-    "List some healthy breakfast ideas.",
-    "Tell me about the history of the printing press.",
-]
+from icp.prompts import CALIBRATION_PROMPTS as PROMPTS
 
 
 def chat_batch(tokenizer, prompts):

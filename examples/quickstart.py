@@ -13,17 +13,7 @@ import time
 import torch
 
 from icp import ICP, load_default_model
-
-PROMPTS = [
-    "Write a short story about a robot who learns to paint.",
-    "Explain why the sea is salty.",
-    "What are three good habits for staying healthy?",
-    "Describe a walk through a forest in autumn.",
-    "How do vaccines train the immune system?",
-    "Write a haiku about the first snow.",
-    "What is the difference between weather and climate?",
-    "Give advice to someone starting their first job.",
-]
+from icp.prompts import DEMO_PROMPTS as PROMPTS
 
 
 def main() -> None:

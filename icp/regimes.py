@@ -42,7 +42,7 @@ def classify_regime(
         >>> from icp.regimes import classify_regime, REGIMES
         >>> h = torch.tensor([0.1, 1.0, 3.5, 5.0]); c = torch.tensor([0.9, 0.9, 0.9, 0.3])
         >>> codes = classify_regime(h, c, torch.zeros(4), torch.tensor([0.9, 0.0, 0.0, 0.0]), RegimeThresholds())
-        >>> [REGIMES[i] for i in codes.tolist()]
+        >>> [REGIMES[i] for i in codes]
         ['rigid', 'reasoning', 'exploratory', 'unstable']
     """
     t = thresholds

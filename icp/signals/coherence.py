@@ -103,11 +103,11 @@ def context_recall(
         >>> bool(on > 0.8), bool(off < 0.5)
         (True, True)
     """
-    x = torch.where(logp > floor, logp, torch.full_like(logp, floor))  # NaN (no distribution) -> floor too
-    mean = x.mean(dim=-1, keepdim=True)
-    std = x.std(dim=-1, keepdim=True).clamp_min(1e-6)
-    scores = (x.gather(1, context) - mean) / std
+    x = logp.clamp_min(floor)  # a row with no distribution stays NaN here and gets 1 at the end
+    std, mean = torch.std_mean(x, dim=-1, keepdim=True)
+    scores = (x.gather(1, context) - mean) / std.clamp_min(1e-6)
     weights = valid.to(scores.dtype)
     count = weights.sum(dim=-1)
     average = (scores * weights).sum(dim=-1) / count.clamp_min(1.0)
-    return torch.where(count > 0, torch.sigmoid(average), torch.ones_like(average))
+    recall = torch.where(count > 0, torch.sigmoid(average), torch.ones_like(average))
+    return torch.nan_to_num(recall, nan=1.0)

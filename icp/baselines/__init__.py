@@ -1,0 +1,6 @@
+"""Decoders transformers lacks, as batched LogitsProcessors: baselines for the suite, usable as is."""
+
+from .edt import EDTLogitsProcessor
+from .mirostat import MirostatV2LogitsProcessor
+
+__all__ = ["EDTLogitsProcessor", "MirostatV2LogitsProcessor"]

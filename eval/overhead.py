@@ -40,7 +40,6 @@ BASELINES = {
     "mirostat": ("icp.baselines", "MirostatV2LogitsProcessor"),
     "edt": ("icp.baselines", "EDTLogitsProcessor"),
     "entropix": ("icp.baselines", "EntropixLogitsProcessor"),
-    "dry": ("icp.baselines", "DRYLogitsProcessor"),
 }
 
 

@@ -10,10 +10,10 @@ from helpers import VOCAB, prompt, tiny_llama
 from test_no_host_sync import forbid_host_reads
 from transformers import LogitsProcessorList
 
-from icp.baselines import EDTLogitsProcessor, MirostatV2LogitsProcessor
+from icp.baselines import EDTLogitsProcessor, EntropixLogitsProcessor, MirostatV2LogitsProcessor
 from icp.signals import distribution_signals
 
-FACTORIES = [MirostatV2LogitsProcessor, EDTLogitsProcessor]
+FACTORIES = [MirostatV2LogitsProcessor, EDTLogitsProcessor, EntropixLogitsProcessor]
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
@@ -123,8 +123,29 @@ def test_edt_follows_its_closed_form():
         (EDTLogitsProcessor, {"t0": 0.0}, "t0"),
         (EDTLogitsProcessor, {"n": 1.5}, "n"),
         (EDTLogitsProcessor, {"theta": float("inf")}, "theta"),
+        (EntropixLogitsProcessor, {"top_k": 0}, "top_k"),
+        (EntropixLogitsProcessor, {"min_p": 1.0}, "min_p"),
     ],
 )
 def test_bad_arguments_are_named(factory, kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         factory(**kwargs)
+
+
+def test_entropix_quadrants_per_row():
+    proc = EntropixLogitsProcessor()
+    h = torch.tensor([0.05, 4.0, 2.0, 6.0, 1.0])
+    v = torch.tensor([0.05, 0.05, 6.0, 6.0, 1.0])
+    temperature, greedy = proc.quadrants(h, v)
+    assert greedy.tolist() == [True, False, False, False, False]
+    torch.testing.assert_close(temperature[1:4], torch.tensor([1.3, 1.2, 2.0]))
+    torch.testing.assert_close(temperature[4], torch.tensor(0.666 * (1 + 0.3 * 2.0)))
+
+
+def test_entropix_is_greedy_for_a_confident_row_and_keeps_more_for_an_uncertain_one():
+    z = torch.zeros(2, VOCAB)
+    z[0, 3] = 30.0  # confident: H, V ~ 0
+    z[1] = torch.randn(VOCAB) * 0.3  # flat: high entropy
+    out = EntropixLogitsProcessor()(torch.ones(2, 2, dtype=torch.long), z)
+    assert torch.isfinite(out[0]).sum() == 1 and out[0].argmax() == 3
+    assert torch.isfinite(out[1]).sum() == 27, "top-k 27 bounds the support of a flat row"

@@ -117,9 +117,9 @@ def throughput_table(model, tokenizer, batches, decoders, repeats, max_new_token
     return rows
 
 
-def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, repeats: int = 50):
+def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, baselines=(), repeats: int = 50):
     """Per-step cost of ICP's processor and criteria alone against one read of the logits, for the
-    default embedding coherence and for the logits-only fallback."""
+    default embedding coherence and for the logits-only fallback, and of each baseline processor."""
     from icp import ICPConfig
     from icp.criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
     from icp.processors import ICPLogitsProcessor
@@ -129,7 +129,15 @@ def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, repeats: in
         scores = torch.randn(batch, vocab) * 3
         steps = repeats + 5
         ids = torch.randint(0, vocab, (batch, 9 + steps))
-        timings = {"read": [], "embedding": [], "logits": []}
+        timings = {"read": [], "embedding": [], "logits": [], **{name: [] for name in baselines}}
+        for name in baselines:
+            module, cls = BASELINES[name]
+            baseline = getattr(importlib.import_module(module), cls)()
+            for t in range(steps):
+                start = time.perf_counter()
+                baseline(ids[:, : 8 + t], scores)
+                if t >= 5:
+                    timings[name].append(time.perf_counter() - start)
         for source in ("embedding", "logits"):
             proc = ICPLogitsProcessor(ICPConfig(), embeddings=embeddings if source == "embedding" else None)
             criteria = [LoopStoppingCriteria(proc.state), DivergenceStoppingCriteria(proc.state)]
@@ -149,11 +157,14 @@ def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, repeats: in
         row = {"batch": batch, "read_us": read_us}
         for source in ("embedding", "logits"):
             row[f"{source}_us"] = 1e6 * statistics.median(timings[source])
+        for name in baselines:
+            row[f"{name}_us"] = 1e6 * statistics.median(timings[name])
         rows.append(row)
         print(
             f"batch {batch:>3}: one read of B x V logits {read_us:8.1f} us; ICP step (processor + criteria) "
             f"{row['embedding_us']:8.1f} us = {row['embedding_us'] / read_us:5.1f} reads (embedding coherence), "
             f"{row['logits_us']:8.1f} us = {row['logits_us'] / read_us:5.1f} reads (logits-only)"
+            + "".join(f"; {name} {row[f'{name}_us']:8.1f} us" for name in baselines)
         )
     return rows
 
@@ -216,6 +227,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--memory", action="store_true", help="run the 4,096-token, batch-32 memory check instead")
+    parser.add_argument("--signals-only", action="store_true", help="only the per-step cost table")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -232,7 +244,10 @@ def main() -> None:
             decoders = ["plain"] + [d for d in decoders if d != "plain"]
         print("\nper-step cost of ICP alone against one read of the logits:")
         embeddings = model.get_input_embeddings().weight.detach()
-        result["signals"] = signal_cost_table(model.config.vocab_size, batches, embeddings)
+        baselines = [d for d in decoders if d in BASELINES]
+        result["signals"] = signal_cost_table(model.config.vocab_size, batches, embeddings, baselines)
+        if args.signals_only:
+            return
         print(f"\ngenerate() with {args.max_new_tokens} new tokens, median of {args.repeats} interleaved repeats:")
         result["throughput"] = throughput_table(model, tokenizer, batches, decoders, args.repeats, args.max_new_tokens)
     if args.out:

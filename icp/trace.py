@@ -299,6 +299,50 @@ class Trace:
             )
         return TraceSummary(out)
 
+    def save(self, path: str) -> str:
+        """Writes the trace to `path` as a NumPy `.npz` archive (arrays, stop reasons, metadata as
+        JSON); [`Trace.load`] reads it back. Returns `path`.
+
+        Args:
+            path (`str`): file to write (conventionally `*.npz`).
+        """
+        import json
+
+        arrays = {f"signal__{name}": value for name, value in self.arrays.items()}
+        with open(path, "wb") as f:
+            np.savez_compressed(
+                f,
+                stop_reason=self.stop_reason_codes,
+                stop_step=self.stop_step,
+                metadata=np.array(json.dumps(self.metadata, default=str)),
+                **arrays,
+            )
+        return str(path)
+
+    @classmethod
+    def load(cls, path: str) -> Trace:
+        """Reads a trace written by [`Trace.save`].
+
+        Raises:
+            ValueError: if the file is not a trace archive (the message names the path and what is missing).
+
+        Example:
+            >>> import numpy as np, tempfile, os
+            >>> from icp.trace import Trace
+            >>> t = Trace({"entropy": np.ones((1, 2))}, np.array([1]), np.array([1]), {"note": "x"})
+            >>> path = t.save(os.path.join(tempfile.mkdtemp(), "t.npz"))
+            >>> Trace.load(path).stop_reasons, Trace.load(path).metadata["note"]
+            (['eos'], 'x')
+        """
+        import json
+
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ("stop_reason", "stop_step", "metadata") if k not in archive.files]
+            if missing:
+                raise ValueError(f"`path` (={str(path)!r}) is not an ICP trace archive: it lacks {missing}.")
+            arrays = {k[len("signal__") :]: archive[k] for k in archive.files if k.startswith("signal__")}
+            return cls(arrays, archive["stop_reason"], archive["stop_step"], json.loads(str(archive["metadata"])))
+
     def plot(self, path: str, max_rows: int = 8) -> str:
         """Writes a PNG: the phase portrait (H against C, coloured by regime) and time series of H, C,
         U and T for up to `max_rows` rows. Needs matplotlib. Returns `path`.

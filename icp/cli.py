@@ -1,0 +1,218 @@
+"""The `icp` command line: `icp generate` (generate with ICP, print or save the trace) and
+`icp trace` (summarise or plot a saved trace).
+
+Exit codes: 0 success; 2 bad usage or a bad configuration value; 3 the model cannot be loaded (missing
+package, unknown id or folder); 4 an input file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_DATA = 0, 2, 3, 4
+
+__all__ = ["main", "build_parser"]
+
+
+class _CliError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; dotted keys reach nested configs (`--set divergence.patience=4`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise _CliError(EXIT_USAGE, f"`--set` (={pair!r}) has to look like key=value, e.g. target_entropy=1.8.")
+        key, value = pair.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = _parse_value(value.strip())
+    return out
+
+
+def _read_prompts(args: argparse.Namespace) -> list[str]:
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        try:
+            text = Path(args.prompts_file).read_text(encoding="utf-8")
+        except OSError as err:
+            raise _CliError(EXIT_DATA, f"`--prompts-file` (={args.prompts_file!r}) cannot be read: {err}") from err
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        from .prompts import DEMO_PROMPTS
+
+        prompts = list(DEMO_PROMPTS)
+    return prompts
+
+
+def _load_model(name: str | None):
+    from .models import load_default_model
+
+    try:
+        return load_default_model(name)
+    except (ImportError, ValueError, OSError) as err:
+        raise _CliError(EXIT_MODEL, f"cannot load the model ({'default' if name is None else name!r}): {err}") from err
+
+
+class _Progress:
+    """A pass-through logits processor that advances a progress bar once per generated token."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="generating", unit="tok", disable=not enabled, file=sys.stderr)
+
+    def __call__(self, input_ids, scores):
+        self.bar.update(1)
+        return scores
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import LogitsProcessorList
+
+    from . import ICP
+
+    overrides = _overrides(args.set or [])
+    prompts = _read_prompts(args)
+    model, tokenizer = _load_model(args.model)
+    try:
+        icp = ICP(model, **overrides)
+    except (TypeError, ValueError) as err:
+        raise _CliError(EXIT_USAGE, f"bad ICP setting: {err}") from err
+    if args.chat and getattr(tokenizer, "chat_template", None):
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    else:
+        texts = prompts
+    inputs = tokenizer(texts, return_tensors="pt", padding=True)
+    progress = _Progress(args.max_new_tokens, enabled=not args.quiet)
+    kwargs = icp.generation_kwargs()
+    kwargs["logits_processor"] = LogitsProcessorList([*icp, progress])
+    torch.manual_seed(args.seed)
+    out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
+    progress.bar.close()
+    generated = out[:, inputs["input_ids"].shape[1] :]
+    trace = icp.trace
+    outputs = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated]
+    if args.trace_out:
+        trace.save(args.trace_out)
+    if args.plot:
+        trace.plot(args.plot)
+    summary = trace.summary()
+    if args.json:
+        rows = [{"prompt": p, "text": t, **r.to_dict()} for p, t, r in zip(prompts, outputs, summary.rows)]
+        json.dump({"generations": rows, "config": icp.config.to_dict()}, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    else:
+        for i, (p, t) in enumerate(zip(prompts, outputs)):
+            print(f"[{i}] {p}\n -> {t}\n")
+        print(summary)
+        if args.trace_out:
+            print(f"trace: {args.trace_out}")
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from .trace import Trace
+
+    try:
+        trace = Trace.load(args.path)
+    except (OSError, ValueError, KeyError) as err:
+        raise _CliError(EXIT_DATA, f"`path` (={args.path!r}) is not a readable ICP trace: {err}") from err
+    if args.plot:
+        trace.plot(args.plot)
+    summary = trace.summary()
+    if args.json:
+        json.dump([r.to_dict() for r in summary.rows], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(summary)
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `icp` command."""
+    parser = argparse.ArgumentParser(
+        prog="icp",
+        description="Inference Control Plane: closed-loop control of transformers decoding.",
+        epilog="Exit codes: 0 ok, 2 bad usage or setting, 3 model not loadable, 4 input file not readable.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = commands.add_parser(
+        "generate",
+        help="generate with ICP and print the texts and the trace summary",
+        description="Generate with ICP (the whole sampling policy: generate's own warpers off) and report the trace.",
+    )
+    gen.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    gen.add_argument("--prompt", action="append", help="a prompt; repeat for a batch (default: 8 built-in prompts)")
+    gen.add_argument("--prompts-file", help="a text file with one prompt per line")
+    gen.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt (default 128)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--no-chat", dest="chat", action="store_false", help="do not apply the chat template")
+    gen.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an ICPConfig value, e.g. target_entropy=1.8 or divergence.patience=4",
+    )
+    gen.add_argument("--trace-out", help="save the trace (.npz) for `icp trace`")
+    gen.add_argument("--plot", help="write the trace plot (PNG)")
+    gen.add_argument("--json", action="store_true", help="print JSON (texts and per-row summaries) instead of text")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_generate)
+
+    tr = commands.add_parser(
+        "trace",
+        help="summarise or plot a saved trace",
+        description="Summarise or plot a trace saved by `icp generate --trace-out`.",
+    )
+    tr.add_argument("path", help="the .npz file")
+    tr.add_argument("--plot", help="write the trace plot (PNG)")
+    tr.add_argument("--json", action="store_true", help="print the per-row summary as JSON")
+    tr.set_defaults(handler=_trace)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit code.
+
+    Args:
+        argv (`list[str]`, *optional*): arguments (default: `sys.argv[1:]`).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "max_new_tokens", 1) < 1:
+        parser.error(f"`--max-new-tokens` (={args.max_new_tokens}) has to be >= 1.")
+    try:
+        return args.handler(args)
+    except _CliError as err:
+        print(f"icp {args.command}: error: {err}", file=sys.stderr)
+        return err.code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -10,6 +10,7 @@ simply runs on what it is given.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class GenerationContext:
         downstream (`dict[str, Any]`): generate kwargs of the warpers after ICP with their values.
         eos_token_ids (`list[int]`): end-of-sequence ids generate uses.
         pad_token_id (`int` or None): the padding id generate uses.
+        thread_id (`int`): the thread running this generate() call.
+        frame_id (`int`): `id()` of its decoding-loop frame (to tell whether it is still running).
     """
 
     function: str
@@ -56,6 +59,19 @@ class GenerationContext:
     downstream: dict[str, Any] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
     pad_token_id: int | None = None
+    thread_id: int = 0
+    frame_id: int = 0
+
+    def is_running(self) -> bool:
+        """Whether this generate() call's decoding loop is still on its thread's stack."""
+        frame = sys._current_frames().get(self.thread_id)
+        for _ in range(200):
+            if frame is None:
+                return False
+            if id(frame) == self.frame_id and frame.f_code.co_name == self.function:
+                return True
+            frame = frame.f_back
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -92,7 +108,9 @@ def find_generation_context(processor: Any) -> GenerationContext | None:
         local_vars = frame.f_locals
         processors = local_vars.get("logits_processor")
         if isinstance(processors, list) and any(p is processor for p in processors):
-            return _build_context(frame.f_code.co_name, processors, processor, local_vars.get("generation_config"))
+            context = _build_context(frame.f_code.co_name, processors, processor, local_vars.get("generation_config"))
+            context.thread_id, context.frame_id = threading.get_ident(), id(frame)
+            return context
         frame = frame.f_back
     return None
 

@@ -10,6 +10,7 @@ out). Neither needs an extra forward pass.
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -57,7 +58,7 @@ class ModelHooks:
     Raises:
         ValueError: if `capture_final_hidden` and the model has no final norm ICP can find.
 
-    Attributes:
+    Attributes (each per calling thread):
         last_hidden (`torch.FloatTensor` of shape `(batch, hidden)` or None): the last position's
             state of the latest forward call.
         prompt_mean (`torch.FloatTensor` of shape `(batch, hidden)` or None): on the latest prefill,
@@ -74,30 +75,50 @@ class ModelHooks:
                 f"{', '.join(_FINAL_NORM_NAMES)} on the base model), so hidden-state coherence is unavailable. "
                 "Pass `coherence='logits'` for the logits-only coherence."
             )
-        self.last_hidden: torch.Tensor | None = None
-        self.prompt_mean: torch.Tensor | None = None
-        self.generation_id = 0
-        self._attention_mask: torch.Tensor | None = None
-        self._cache_ref = None
+        # Per thread, so that two threads generating with one model each see their own forward calls.
+        self._local = threading.local()
         self.captures_final_hidden = norm is not None
         self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True)]
         if norm is not None:
             self._handles.append(norm.register_forward_hook(self._after_norm))
 
+    def _thread_state(self):
+        local = self._local
+        if not hasattr(local, "generation_id"):
+            local.generation_id = 0
+            local.last_hidden = None
+            local.prompt_mean = None
+            local.attention_mask = None
+            local.cache_ref = None
+        return local
+
+    @property
+    def generation_id(self) -> int:
+        return self._thread_state().generation_id
+
+    @property
+    def last_hidden(self) -> torch.Tensor | None:
+        return self._thread_state().last_hidden
+
+    @property
+    def prompt_mean(self) -> torch.Tensor | None:
+        return self._thread_state().prompt_mean
+
     def _before_forward(self, module, args, kwargs):
-        self._attention_mask = kwargs.get("attention_mask")
+        local = self._thread_state()
+        local.attention_mask = kwargs.get("attention_mask")
         cache = kwargs.get("past_key_values")
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if cache is not None:
-            seen = self._cache_ref() if self._cache_ref is not None else None
+            seen = local.cache_ref() if local.cache_ref is not None else None
             if seen is not cache:
-                self.generation_id += 1
+                local.generation_id += 1
                 try:
-                    self._cache_ref = weakref.ref(cache)
+                    local.cache_ref = weakref.ref(cache)
                 except TypeError:  # pragma: no cover - caches are plain objects
-                    self._cache_ref = None
+                    local.cache_ref = None
         elif input_ids is not None and input_ids.dim() == 2 and input_ids.shape[1] > 1:
-            self._cache_ref = None
+            local.cache_ref = None
         return None
 
     def _after_norm(self, module, args, output):
@@ -105,15 +126,16 @@ class ModelHooks:
         if hidden.dim() != 3:
             return None
         hidden = hidden.detach()
-        self.last_hidden = hidden[:, -1, :].float()
+        local = self._thread_state()
+        local.last_hidden = hidden[:, -1, :].float()
         if hidden.shape[1] > 1:
             prompt = hidden[:, :-1, :].float()
-            mask = self._attention_mask
+            mask = local.attention_mask
             if mask is not None and mask.dim() == 2 and mask.shape[1] >= hidden.shape[1]:
                 weights = mask[:, -hidden.shape[1] : -1].to(prompt.dtype).unsqueeze(-1)
             else:
                 weights = torch.ones(prompt.shape[:2] + (1,), dtype=prompt.dtype, device=prompt.device)
-            self.prompt_mean = (prompt * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+            local.prompt_mean = (prompt * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
         return None
 
     def remove(self) -> None:

@@ -20,6 +20,7 @@ processors. ICP is a whole sampling policy (its own temperature and min-p trunca
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from typing import Any
 
@@ -110,6 +111,13 @@ class ICPLogitsProcessor(LogitsProcessor):
                 f"`input_ids` has {input_ids.shape[0]} rows but `scores` has {scores.shape[0]}: they must match."
             )
         self.config.check_vocab(scores.shape[-1])
+        previous = self.state.context if self.state.started else None
+        if previous is not None and previous.thread_id != threading.get_ident() and previous.is_running():
+            raise RuntimeError(
+                "This ICP object is already steering a generate() call in another thread; one ICP object keeps "
+                "one generation's state, so sharing it would mix two generations. Create one ICP per thread "
+                "(`ICP(model)` is cheap)."
+            )
         context = find_generation_context(self)
         self.observe_only = not self.config.control
         if context is not None:

@@ -333,3 +333,60 @@ def test_hostile_rows_never_produce_nan_signals():
 def test_trace_before_any_generation_raises():
     with pytest.raises(RuntimeError, match="has not run yet"):
         _ = ICP().trace
+
+
+def test_sharing_one_icp_between_two_concurrent_generations_is_refused(model):
+    """Thread B starting while thread A is mid-generation gets a clear error; A's trace stays A's."""
+    import threading
+    import time
+
+    from transformers import LogitsProcessor
+
+    icp = ICP(model)
+    a_running = threading.Event()
+    b_done = threading.Event()
+
+    class Slow(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            if input_ids.shape[1] == 5 + 3:
+                a_running.set()
+                b_done.wait(timeout=30)
+            time.sleep(0.005)
+            return scores
+
+    results = {}
+
+    def run_a():
+        options = icp.generation_kwargs()
+        options["logits_processor"] = LogitsProcessorList([Slow(), *icp])
+        results["a"] = model.generate(**prompt(batch=2, length=5), max_new_tokens=10, **options)
+
+    def run_b():
+        a_running.wait(timeout=30)
+        try:
+            model.generate(**prompt(batch=3, length=7), max_new_tokens=4, **icp.generation_kwargs())
+        except RuntimeError as err:
+            results["b_error"] = str(err)
+        finally:
+            b_done.set()
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert "another thread" in results.get("b_error", ""), results
+    trace = icp.trace
+    assert trace.batch_size == 2 and trace.steps == 10
+    np.testing.assert_array_equal(trace["token"], results["a"][:, 5:].numpy())
+
+
+def test_sequential_use_from_another_thread_is_fine(model):
+    import threading
+
+    icp = ICP(model)
+    generate(model, icp, max_new_tokens=4)
+    worker = threading.Thread(target=lambda: generate(model, icp, inputs=prompt(batch=2), max_new_tokens=3))
+    worker.start()
+    worker.join()
+    assert icp.trace.batch_size == 2 and icp.trace.steps == 3

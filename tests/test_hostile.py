@@ -1,0 +1,72 @@
+"""Hostile conditions: batch sizes, lengths, left padding, and long generations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import prompt, tiny_llama
+
+from icp import ICP
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama()
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+def test_batch_sizes(model, batch):
+    icp = ICP(model)
+    out = model.generate(**prompt(batch=batch), max_new_tokens=5, **icp.generation_kwargs())
+    assert icp.trace.batch_size == batch == out.shape[0]
+    assert np.isfinite(icp.trace["free_energy"]).all()
+
+
+def test_one_new_token(model):
+    icp = ICP(model)
+    out = model.generate(**prompt(), max_new_tokens=1, **icp.generation_kwargs())
+    assert out.shape[1] == 6 and icp.trace.steps == 1
+    np.testing.assert_array_equal(icp.trace["token"][:, 0], out[:, -1].numpy())
+
+
+def test_one_token_prompt(model):
+    icp = ICP(model)
+    ids = torch.tensor([[3], [4]])
+    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, **icp.generation_kwargs())
+    assert icp.trace.steps == 4 and np.isfinite(icp.trace["coherence"]).all()
+
+
+def test_left_padding_does_not_leak_into_a_row(model):
+    """A short prompt left-padded inside a batch gets the same signals as when it runs alone."""
+    short = torch.tensor([[7, 8, 9]])
+    long = torch.tensor([[11, 12, 13, 14, 15, 16, 17, 18]])
+    padded = torch.cat([torch.cat([torch.zeros(1, 5, dtype=torch.long), short], 1), long])
+    mask = torch.cat(
+        [
+            torch.cat([torch.zeros(1, 5, dtype=torch.long), torch.ones(1, 3, dtype=torch.long)], 1),
+            torch.ones(1, 8, dtype=torch.long),
+        ]
+    )
+    together = ICP(model, control=False)
+    model.generate(input_ids=padded, attention_mask=mask, max_new_tokens=1, do_sample=False, logits_processor=together)
+    alone = ICP(model, control=False)
+    model.generate(
+        input_ids=short,
+        attention_mask=torch.ones_like(short),
+        max_new_tokens=1,
+        do_sample=False,
+        logits_processor=alone,
+    )
+    for key in ("entropy", "coherence"):
+        np.testing.assert_allclose(together.trace[key][0, 0], alone.trace[key][0, 0], atol=1e-4)
+
+
+def test_a_4096_token_generation_keeps_its_preallocated_trace(model):
+    never_stop = {"loop": {"min_loop_tokens": 10**6}, "divergence": {"free_energy_bound": 1e9}}
+    icp = ICP(model, **never_stop)
+    model.generate(**prompt(batch=2, length=3), max_new_tokens=4096, min_new_tokens=4096, **icp.generation_kwargs())
+    buffers = icp.processor.state.buffers
+    assert buffers.capacity == 4096, "the trace was preallocated once and never regrown"
+    assert icp.trace.steps == 4096 and icp.trace.stop_reasons == ["length", "length"]
+    assert np.isfinite(icp.trace["temperature"]).all() and (icp.trace["token"] >= 0).all()

@@ -160,3 +160,27 @@ def test_quickstart_runs_as_the_readme_says(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "row tokens" in done.stdout and "trace plot:" in done.stdout
     assert png.stat().st_size > 20_000
+
+
+@needs_default
+def test_loop_detector_on_the_labelled_repetition_set(default_model):
+    """eval/loop_false_positives.py's labelled set: no legitimate repetition flagged, loops caught."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "loop_false_positives.py"
+    spec = importlib.util.spec_from_file_location("loop_false_positives", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from icp import LoopConfig
+
+    _, tokenizer = default_model
+    config = LoopConfig()
+    ids = {name: tokenizer(text, add_special_tokens=False)["input_ids"] for name, text in module.LEGITIMATE.items()}
+    flagged = [name for name, seq in ids.items() if module.first_detection(seq, config) >= 0]
+    assert flagged == []
+    caught = [
+        name
+        for name, text in module.LOOPS.items()
+        if module.first_detection(tokenizer(text, add_special_tokens=False)["input_ids"], config) >= 0
+    ]
+    assert len(caught) >= 5, caught

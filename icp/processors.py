@@ -377,6 +377,27 @@ class ICP(LogitsProcessorList):
             if self.processor.coherence_source == "hidden":
                 self.processor.coherence_source = "logits"
 
+    def select(self, sequences: torch.Tensor, num_return_sequences: int) -> torch.Tensor:
+        """Keeps, per prompt, the candidate with the lowest trajectory F among those that neither looped
+        nor diverged (see [`Trace.best_of`]): best-of-n by free energy.
+
+        Args:
+            sequences (`torch.LongTensor` of shape `(batch * num_return_sequences, length)`): what
+                generate() returned for the latest generation.
+            num_return_sequences (`int`): candidates per prompt.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch, length)`: one sequence per prompt.
+        """
+        trace = self.trace
+        if sequences.shape[0] != trace.batch_size:
+            raise ValueError(
+                f"`sequences` has {sequences.shape[0]} rows but the latest generation had {trace.batch_size}: "
+                "pass the output of the generate() call ICP just ran."
+            )
+        best = torch.as_tensor(trace.best_of(num_return_sequences), device=sequences.device)
+        return sequences.index_select(0, best)
+
     def generation_kwargs(self) -> dict[str, Any]:
         """Keyword arguments that make ICP the whole sampling policy of `generate()`:
         sampling on, generate's own warpers off, ICP's processor and criteria in."""

@@ -275,6 +275,48 @@ class Trace:
         """Each row's trajectory F: the mean of its steps' F (NaN for a row with no step)."""
         return np.array([_nanmean(r) for r in self.arrays["free_energy"]])
 
+    def best_of(self, num_return_sequences: int, exclude: tuple[str, ...] = ("loop", "divergence")) -> np.ndarray:
+        """Index of the best candidate of each prompt when generate() ran with `num_return_sequences`.
+
+        Rows come in groups of `num_return_sequences` per prompt (generate's order). Within a group the
+        candidate with the lowest trajectory F wins; candidates whose stop reason is in `exclude` only
+        win when every candidate of the group was excluded (then the lowest F among them).
+
+        Args:
+            num_return_sequences (`int`): candidates per prompt (>= 1, dividing the batch).
+            exclude (`tuple[str, ...]`, *optional*, defaults to `("loop", "divergence")`): stop reasons
+                that disqualify a candidate.
+
+        Returns:
+            `np.ndarray` of shape `(batch // num_return_sequences,)`: row indices into the batch.
+
+        Example:
+            >>> import numpy as np
+            >>> from icp.trace import Trace
+            >>> f = np.array([[1.0, 1.0], [0.5, 0.5], [2.0, 2.0], [3.0, 3.0]])
+            >>> t = Trace({"free_energy": f}, np.array([0, 2, 0, 0]), np.array([-1, 1, -1, -1]))
+            >>> t.best_of(2).tolist()  # row 1 has the lower F but looped
+            [0, 2]
+        """
+        if (
+            isinstance(num_return_sequences, bool)
+            or not isinstance(num_return_sequences, int)
+            or num_return_sequences < 1
+        ):
+            raise ValueError(f"`num_return_sequences` (={num_return_sequences!r}) has to be an integer >= 1.")
+        if self.batch_size % num_return_sequences:
+            raise ValueError(
+                f"`num_return_sequences` (={num_return_sequences}) does not divide the batch ({self.batch_size} rows)."
+            )
+        unknown = sorted(set(exclude) - set(STOP_REASONS))
+        if unknown:
+            raise ValueError(f"`exclude` has unknown stop reasons {unknown}; allowed are {list(STOP_REASONS)}.")
+        energy = self.trajectory_free_energy()
+        energy = np.where(np.isnan(energy), np.inf, energy)
+        penalty = np.array([reason in exclude for reason in self.stop_reasons], dtype=float) * 1e12
+        scores = (energy + penalty).reshape(-1, num_return_sequences)
+        return scores.argmin(axis=1) + np.arange(scores.shape[0]) * num_return_sequences
+
     def summary(self) -> TraceSummary:
         """Per row: trajectory F, means of H, C, U, T, regime shares, stop reason, tokens."""
         regime = self.arrays["regime"]

@@ -84,3 +84,32 @@ def test_trace_is_finalised_once_and_cached(looped_trace):
     assert icp.trace is icp.trace
     assert icp.trace.metadata["config"]["target_entropy"] == icp.config.target_entropy
     assert icp.trace.metadata["coherence_source"] == "embedding"
+
+
+def test_best_of_picks_the_lowest_free_energy_among_clean_candidates():
+    from icp.trace import Trace
+
+    f = np.array([[3.0], [1.0], [2.0], [0.5], [0.1], [0.2]])
+    reasons = np.array([0, 1, 0, 2, 3, 2])  # length, eos, length, loop, divergence, loop
+    trace = Trace({"free_energy": f}, reasons, np.full(6, -1))
+    assert trace.best_of(3).tolist() == [1, 3 + 1]  # group 2: all excluded -> lowest F among them (row 4)
+    assert trace.best_of(1).tolist() == list(range(6))
+    assert trace.best_of(3, exclude=()).tolist() == [1, 4]
+    with pytest.raises(ValueError, match="does not divide"):
+        trace.best_of(4)
+    with pytest.raises(ValueError, match="unknown stop reasons"):
+        trace.best_of(3, exclude=("oops",))
+
+
+def test_icp_select_returns_one_sequence_per_prompt():
+    model = tiny_llama()
+    icp = ICP(model)
+    out = model.generate(**prompt(batch=2), max_new_tokens=6, num_return_sequences=3, **icp.generation_kwargs())
+    chosen = icp.select(out, 3)
+    best = icp.trace.best_of(3)
+    assert chosen.shape == (2, out.shape[1])
+    torch.testing.assert_close(chosen, out[torch.as_tensor(best)])
+    f = icp.trace.trajectory_free_energy()
+    assert f[best[0]] == f[:3].min() and f[best[1]] == f[3:].min()
+    with pytest.raises(ValueError, match="latest generation"):
+        icp.select(out[:4], 2)

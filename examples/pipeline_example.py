@@ -21,6 +21,12 @@ def main() -> None:
     result = generator(messages, max_new_tokens=64, **icp.generation_kwargs())
     print(result[0]["generated_text"][-1]["content"])
     print(icp.trace.summary())
+    # The convenience: each answer comes with its own trace summary.
+    for answers in icp.pipeline(generator, [messages, "The three largest oceans are"], max_new_tokens=32):
+        text = answers[0]["generated_text"]
+        text = text if isinstance(text, str) else text[-1]["content"]
+        summary = answers[0]["icp"]
+        print(f"\n{text!r}\n  F={summary['free_energy']:.3f} stop={summary['stop_reason']} tokens={summary['tokens']}")
 
 
 if __name__ == "__main__":

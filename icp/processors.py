@@ -377,6 +377,44 @@ class ICP(LogitsProcessorList):
             if self.processor.coherence_source == "hidden":
                 self.processor.coherence_source = "logits"
 
+    def pipeline(self, generator: Any, inputs: Any, **generate_kwargs: Any) -> list:
+        """Runs a `text-generation` pipeline with ICP and attaches, to every answer, its row of the
+        trace summary (trajectory F, regime shares, stop reason, ...) under the key `"icp"`.
+
+        Each input runs as its own generate() call, so every answer's summary comes from its own trace
+        (`icp.trace` holds the last one). Generate's own warpers are turned off (see
+        [`ICP.generation_kwargs`]); `generate_kwargs` go to the pipeline and may override them.
+
+        Args:
+            generator (`TextGenerationPipeline`): a `pipeline("text-generation", model=...)` whose model
+                is the one ICP was built with (or any model, with `coherence="logits"`).
+            inputs (`str`, `list[dict]` (a chat), or a list of either): what to generate from.
+            **generate_kwargs: e.g. `max_new_tokens=64`, `num_return_sequences=2`.
+
+        Returns:
+            `list`: the pipeline's output for each input (a list of answer dicts), each answer with an
+            `"icp"` entry.
+        """
+        single = isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], dict))
+        items = [inputs] if single else list(inputs)
+        if not items:
+            raise ValueError("`inputs` is empty: pass a prompt, a chat, or a list of them.")
+        kwargs = self.generation_kwargs()
+        kwargs.update(generate_kwargs)
+        results = []
+        for item in items:
+            answers = generator(item, **kwargs)
+            rows = self.trace.summary().rows
+            if len(rows) != len(answers):
+                raise RuntimeError(
+                    f"The pipeline returned {len(answers)} answers for one input but ICP traced {len(rows)} rows; "
+                    "was ICP passed to another generate() in between?"
+                )
+            for answer, row in zip(answers, rows):
+                answer["icp"] = row.to_dict()
+            results.append(answers)
+        return results[0] if single else results
+
     def select(self, sequences: torch.Tensor, num_return_sequences: int) -> torch.Tensor:
         """Keeps, per prompt, the candidate with the lowest trajectory F among those that neither looped
         nor diverged (see [`Trace.best_of`]): best-of-n by free energy.

@@ -184,3 +184,25 @@ def test_loop_detector_on_the_labelled_repetition_set(default_model):
         if module.first_detection(tokenizer(text, add_special_tokens=False)["input_ids"], config) >= 0
     ]
     assert len(caught) >= 5, caught
+
+
+@needs_default
+@pytest.mark.slow
+def test_icp_pipeline_attaches_a_summary_to_every_answer(default_model):
+    from transformers import pipeline
+
+    model, tokenizer = default_model
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    icp = ICP(model)
+    torch.manual_seed(0)
+    chats = [[{"role": "user", "content": "Name a fruit."}], [{"role": "user", "content": "Name a city."}]]
+    results = icp.pipeline(generator, chats, max_new_tokens=6, num_return_sequences=2)
+    assert len(results) == 2 and all(len(answers) == 2 for answers in results)
+    for answers in results:
+        for answer in answers:
+            assert answer["icp"]["stop_reason"] in ("length", "eos", "loop", "divergence")
+            assert answer["icp"]["tokens"] >= 1 and "free_energy" in answer["icp"]
+    single = icp.pipeline(generator, "Once upon a time", max_new_tokens=4)
+    assert len(single) == 1 and "icp" in single[0]
+    with pytest.raises(ValueError, match="empty"):
+        icp.pipeline(generator, [])

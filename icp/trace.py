@@ -295,8 +295,8 @@ class Trace:
             >>> from icp.trace import Trace
             >>> f = np.array([[1.0, 1.0], [0.5, 0.5], [2.0, 2.0], [3.0, 3.0]])
             >>> t = Trace({"free_energy": f}, np.array([0, 2, 0, 0]), np.array([-1, 1, -1, -1]))
-            >>> t.best_of(2).tolist()  # row 1 has the lower F but looped
-            [0, 2]
+            >>> print(t.best_of(2))  # row 1 has the lower F but looped
+            [0 2]
         """
         if (
             isinstance(num_return_sequences, bool)

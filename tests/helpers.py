@@ -8,13 +8,15 @@ from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor
 VOCAB = 64
 
 
-def tiny_llama(vocab_size: int = VOCAB, seed: int = 0, eos_token_id: int | None = None) -> LlamaForCausalLM:
+def tiny_llama(
+    vocab_size: int = VOCAB, seed: int = 0, eos_token_id: int | None = None, hidden_size: int = 32
+) -> LlamaForCausalLM:
     """A 2-layer random Llama (a few thousand parameters) with a final RMSNorm ICP can hook."""
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -8,7 +8,8 @@ import torch
 
 bnb = pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (pip install bitsandbytes)")
 
-from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from helpers import tiny_llama  # noqa: E402
+from transformers import BitsAndBytesConfig, LlamaForCausalLM  # noqa: E402
 
 from icp import ICP  # noqa: E402
 
@@ -23,21 +24,9 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    torch.manual_seed(0)
     # hidden 128: 4-bit blocks need more than the 32-wide toy model of the other tests.
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=0,
-        eos_token_id=None,
-        bos_token_id=None,
-    )
     folder = tmp_path_factory.mktemp("quantizable")
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama(vocab_size=128, hidden_size=128).save_pretrained(folder)
     return folder
 
 

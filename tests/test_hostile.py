@@ -70,3 +70,15 @@ def test_a_4096_token_generation_keeps_its_preallocated_trace(model):
     assert buffers.capacity == 4096, "the trace was preallocated once and never regrown"
     assert icp.trace.steps == 4096 and icp.trace.stop_reasons == ["length", "length"]
     assert np.isfinite(icp.trace["temperature"]).all() and (icp.trace["token"] >= 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models(dtype):
+    half = tiny_llama().to(dtype)
+    icp = ICP(half)
+    out = half.generate(**prompt(), max_new_tokens=6, **icp.generation_kwargs())
+    trace = icp.trace
+    assert trace.steps == 6
+    np.testing.assert_array_equal(trace["token"], out[:, 5:].numpy())
+    for key in ("entropy", "coherence", "kl", "free_energy", "temperature"):
+        assert np.isfinite(trace[key]).all(), key

@@ -1,0 +1,207 @@
+"""The suite's report: markdown tables (value and 95 % interval) and plots, from a results dict.
+
+Example:
+    >>> report = {"results": {"qa": {"greedy": {"n": 2.0, "accuracy": 0.5}}}, "intervals": {"qa": {"greedy": {}}},
+    ...           "n": {"qa": 2}, "hyperparameters": {"qa": {"greedy": {}}}}
+    >>> print(markdown_tables(report).splitlines()[2])
+    | decoder | settings | accuracy ↑ |
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COLUMNS", "markdown_tables", "write_report"]
+
+#: Columns of each suite's table: (metric, higher is better).
+COLUMNS: dict[str, list[tuple[str, bool]]] = {
+    "loops": [
+        ("coherence", True),
+        ("rep_2", False),
+        ("rep_4", False),
+        ("diversity", True),
+        ("distinct_2", True),
+        ("loop_rate", False),
+        ("loop_at_limit_rate", False),
+        ("mauve", True),
+        ("mean_tokens", True),
+    ],
+    "instruct": [
+        ("coherence", True),
+        ("rep_2", False),
+        ("rep_4", False),
+        ("diversity", True),
+        ("distinct_2", True),
+        ("loop_rate", False),
+        ("loop_at_limit_rate", False),
+        ("mauve", True),
+        ("mean_tokens", True),
+    ],
+    "qa": [
+        ("accuracy", True),
+        ("exact_match", True),
+        ("abstention_rate", False),
+        ("answered_accuracy", True),
+        ("auroc_icp_F", True),
+        ("auroc_icp_U", True),
+        ("auroc_mean_entropy", True),
+        ("auroc_max_prob", True),
+        ("auroc_seq_loglik", True),
+        ("auroc_mean_loglik", True),
+    ],
+    "grounded_qa": [
+        ("accuracy", True),
+        ("exact_match", True),
+        ("abstention_rate", False),
+        ("answered_accuracy", True),
+        ("auroc_icp_F", True),
+        ("auroc_icp_U", True),
+        ("auroc_mean_entropy", True),
+        ("auroc_max_prob", True),
+        ("auroc_seq_loglik", True),
+        ("auroc_mean_loglik", True),
+    ],
+    "truthfulqa": [
+        ("truthful_rate", True),
+        ("truthful_diff", True),
+        ("auroc_icp_F", True),
+        ("auroc_icp_U", True),
+        ("auroc_mean_entropy", True),
+        ("auroc_max_prob", True),
+        ("auroc_seq_loglik", True),
+        ("auroc_mean_loglik", True),
+    ],
+}
+
+
+def _cell(value: float | None, interval: list[float] | None) -> str:
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return "–"
+    text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+    if interval and all(isinstance(x, (int, float)) and math.isfinite(x) for x in interval):
+        half = (interval[1] - interval[0]) / 2
+        text += f" ± {half:.1f}" if abs(value) >= 10 else f" ± {half:.3f}"
+    return text
+
+
+def _settings(params: dict[str, Any] | None) -> str:
+    if not params:
+        return "–"
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def markdown_tables(report: dict[str, Any]) -> str:
+    """One markdown table per suite: decoders as rows, the suite's metrics as columns (↑ higher is better)."""
+    lines = []
+    for suite, decoders in report["results"].items():
+        columns = [c for c in COLUMNS.get(suite, []) if any(c[0] in v for v in decoders.values())]
+        lines.append(f"### {suite} (n = {report['n'].get(suite, '?')})")
+        lines.append("")
+        lines.append(
+            "| decoder | settings | " + " | ".join(f"{name} {'↑' if up else '↓'}" for name, up in columns) + " |"
+        )
+        lines.append("|---|---|" + "---|" * len(columns))
+        for decoder, values in decoders.items():
+            ci = report.get("intervals", {}).get(suite, {}).get(decoder, {})
+            params = report.get("hyperparameters", {}).get(suite, {}).get(decoder)
+            cells = [_cell(values.get(name), ci.get(name)) for name, _ in columns]
+            lines.append(f"| {decoder} | {_settings(params)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_loops(report: dict[str, Any], path: Path) -> Path | None:
+    suites = [s for s in ("loops", "instruct") if s in report["results"]]
+    if not suites:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 5), squeeze=False)
+    for ax, suite in zip(axes[0], suites):
+        for decoder, values in report["results"][suite].items():
+            ci = report.get("intervals", {}).get(suite, {}).get(decoder, {})
+            x, y = values.get("loop_rate", float("nan")), values.get("coherence", float("nan"))
+            xerr = [[x - ci["loop_rate"][0]], [ci["loop_rate"][1] - x]] if "loop_rate" in ci else None
+            yerr = [[y - ci["coherence"][0]], [ci["coherence"][1] - y]] if "coherence" in ci else None
+            style = {"color": "crimson", "marker": "*", "markersize": 14} if decoder == "icp" else {"marker": "o"}
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=2, linestyle="none", **style)
+            ax.annotate(decoder, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("loop rate (share of generations ending in a cycle) ↓")
+        ax.set_ylabel("coherence with the prompt (MiniLM cosine) ↑")
+        ax.set_title(f"{suite}: n = {report['n'].get(suite, '?')}, 95 % bootstrap intervals")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path | None:
+    """Risk–coverage curves of each signal on `decoder`'s answers, one panel per hallucination suite."""
+    suites = [
+        s for s in ("qa", "grounded_qa", "truthfulqa") if any(e.get("suite") == s and "correct" in e for e in examples)
+    ]
+    if not suites:
+        return None
+    if not any(e["decoder"] == decoder for e in examples):
+        decoder = examples[0]["decoder"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .scoring import SIGNALS
+
+    fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.8), squeeze=False)
+    for ax, suite in zip(axes[0], suites):
+        rows = [e for e in examples if e.get("suite") == suite and e["decoder"] == decoder and "correct" in e]
+        wrong = np.array([0.0 if r["correct"] else 1.0 for r in rows])
+        steps = np.arange(1, len(rows) + 1)
+        for name, (key, sign) in SIGNALS.items():
+            if not rows or not all(key in r for r in rows):
+                continue
+            u = np.array([sign * r[key] for r in rows], dtype=float)
+            finite = np.isfinite(u)
+            u = np.where(finite, u, (u[finite].max() + 1.0) if finite.any() else 0.0)
+            order = np.argsort(u, kind="stable")  # most confident first
+            ax.plot(
+                steps / len(rows),
+                np.cumsum(wrong[order]) / steps,
+                label=name,
+                lw=2.2 if name.startswith("icp") else 1.2,
+            )
+        if rows:
+            ax.axhline(wrong.mean(), color="grey", ls=":", label="no rejection")
+        ax.set_xlabel("coverage (share of questions answered)")
+        ax.set_ylabel("risk (error rate among answered) ↓")
+        ax.set_title(f"{suite}, {decoder}: risk–coverage by signal (n = {len(rows)})")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict[str, Any], out: Path, plots: bool = True, examples: list[dict] | None = None) -> str:
+    """Writes `<out>.md` (and the plots unless `plots=False`) and returns the markdown."""
+    out = Path(out)
+    markdown = markdown_tables(report)
+    header = (
+        f"Results of `{report.get('command', 'eval/run.py')}` ({report.get('date', '?')}, "
+        f"git {str(report.get('git_hash'))[:10]}, {report.get('runtime_s', '?')} s).\n\n"
+    )
+    figures = []
+    if plots:
+        loops = _plot_loops(report, out.with_suffix(".loops.png"))
+        risk = _plot_risk(examples or [], out.with_suffix(".risk.png"))
+        figures = [p for p in (loops, risk) if p is not None]
+    text = header + markdown + "".join(f"\n![{p.stem}]({p.name})\n" for p in figures)
+    out.with_suffix(".md").write_text(text)
+    return text

@@ -1,0 +1,226 @@
+"""Scoring a decoder's generations on a task with the suite's `evaluate` metrics, with bootstrap intervals.
+
+Metrics are `evaluate` modules loaded by path from `eval/metrics/<slug>` (offline). Intervals are
+95 % percentile bootstrap intervals over examples (`n_bootstrap` resamples, fixed seed); MAUVE, which
+clusters the whole sample, gets none.
+
+The hallucination suites also score how well each per-answer signal detects wrong answers (AUROC and
+prediction-rejection ratio, via the `selective_prediction` metric), for ICP's trajectory F and U and
+for the plain signals: mean token entropy, mean top probability, sequence log-likelihood (sum and per
+token). Every signal is turned into an uncertainty (higher = less confident) first.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["METRIC_DIR", "SIGNALS", "MetricBank", "score_task", "tuning_score"]
+
+METRIC_DIR = Path(__file__).resolve().parent.parent / "metrics"
+
+#: Per-answer uncertainty signals: name -> (row key, sign). uncertainty = sign * row[key].
+SIGNALS: dict[str, tuple[str, float]] = {
+    "icp_F": ("icp_F", 1.0),
+    "icp_U": ("icp_U", 1.0),
+    "mean_entropy": ("mean_entropy", 1.0),
+    "max_prob": ("mean_max_prob", -1.0),
+    "seq_loglik": ("seq_loglik", -1.0),
+    "mean_loglik": ("mean_loglik", -1.0),
+}
+
+
+class MetricBank:
+    """Loads each metric module once, by path.
+
+    Example:
+        >>> bank = MetricBank()
+        >>> bank("repetition").compute(predictions=["a b c a b c"])["rep_2"]
+        40.0
+    """
+
+    def __init__(self, metric_dir: str | Path = METRIC_DIR) -> None:
+        self.metric_dir = Path(metric_dir)
+        self._loaded: dict[str, Any] = {}
+
+    def __call__(self, slug: str):
+        if slug not in self._loaded:
+            import evaluate
+
+            path = self.metric_dir / slug
+            if not path.is_dir():
+                known = sorted(p.name for p in self.metric_dir.iterdir() if p.is_dir() and not p.name.startswith("_"))
+                raise KeyError(f"No metric {slug!r} under {self.metric_dir}; known: {known}.")
+            self._loaded[slug] = evaluate.load(str(path))
+        return self._loaded[slug]
+
+
+def _interval(samples: list[float]) -> list[float]:
+    finite = [s for s in samples if isinstance(s, (int, float)) and math.isfinite(s)]
+    if len(finite) < 2:
+        return [float("nan"), float("nan")]
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def _bootstrap_mean(values: list[float], resamples: np.ndarray) -> list[float]:
+    array = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _interval([float(np.nanmean(array[idx])) for idx in resamples])
+
+
+def _resamples(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_bootstrap, n)) if n > 0 and n_bootstrap > 0 else np.zeros((0, n), dtype=int)
+
+
+def _score_text_quality(bank, task, rows, items, resamples, out, ci) -> None:
+    texts = [r["text"] for r in rows]
+    rep = bank("repetition")
+    values = rep.compute(predictions=texts)
+    for key in ("rep_2", "rep_3", "rep_4", "diversity", "distinct_2", "distinct_3"):
+        out[key] = float(values[key])
+    boot = {key: [] for key in ("rep_4", "diversity")}
+    for idx in resamples:
+        sample = rep.compute(predictions=[texts[i] for i in idx])
+        for key in boot:
+            boot[key].append(float(sample[key]))
+    for key, samples in boot.items():
+        ci[key] = _interval(samples)
+
+    loops = bank("loop_rate").compute(
+        predictions=[r["tokens"] for r in rows], reached_limit=[r["reached_limit"] for r in rows], per_example=True
+    )
+    out["loop_rate"] = float(loops["loop_rate"])
+    out["loop_at_limit_rate"] = float(loops["loop_at_limit_rate"])
+    ci["loop_rate"] = _bootstrap_mean([float(x) for x in loops["per_example"]["looped"]], resamples)
+
+    coherence = bank("prompt_coherence").compute(
+        predictions=texts, references=[item["prompt_text"] for item in items], per_example=True
+    )
+    out["coherence"] = float(coherence["coherence"])
+    ci["coherence"] = _bootstrap_mean(coherence["per_example"]["coherence"], resamples)
+
+    references = [item.get("reference", "") for item in items]
+    if len(rows) >= 10 and all(references):
+        out["mauve"] = float(bank("mauve").compute(predictions=texts, references=references)["mauve"])
+    out["mean_tokens"] = float(np.mean([r["n_tokens"] for r in rows]))
+
+
+def _score_detection(bank, rows, correct, resamples, out, ci) -> None:
+    detector = bank("selective_prediction")
+    for name, (key, sign) in SIGNALS.items():
+        if not all(key in r for r in rows):
+            continue
+        uncertainty = [sign * r[key] for r in rows]
+        # A row that produced nothing has NaN signals: the most uncertain.
+        worst = max((u for u in uncertainty if math.isfinite(u)), default=0.0) + 1.0
+        uncertainty = [u if math.isfinite(u) else worst for u in uncertainty]
+        values = detector.compute(uncertainty=uncertainty, correct=[int(c) for c in correct])
+        out[f"auroc_{name}"] = float(values["auroc"])
+        out[f"prr_{name}"] = float(values["prr"])
+        samples = []
+        for idx in resamples[: max(1, len(resamples) // 2)]:
+            labels = [int(correct[i]) for i in idx]
+            if 0 < sum(labels) < len(labels):
+                samples.append(
+                    float(detector.compute(uncertainty=[uncertainty[i] for i in idx], correct=labels)["auroc"])
+                )
+        ci[f"auroc_{name}"] = _interval(samples)
+
+
+def score_task(
+    task: Any, rows: list[dict], items: list[dict], bank: MetricBank, n_bootstrap: int = 200, seed: int = 0
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Scores one decoder's rows on one task.
+
+    Args:
+        task ([`Task`]): the task (its suite decides the metrics).
+        rows (`list[dict]`): the generations, in the order of `items`.
+        items (`list[dict]`): the task's examples.
+        bank ([`MetricBank`]): the loaded metrics.
+        n_bootstrap (`int`, *optional*, defaults to 200): bootstrap resamples for the intervals (0: none).
+        seed (`int`, *optional*, defaults to 0): the bootstrap's seed.
+
+    Returns:
+        `(values, intervals)`: metric -> number, and metric -> [low, high] (95 %). On the hallucination
+        suites each row also gets `correct` (a bool), for risk–coverage curves and later analysis.
+    """
+    if len(rows) != len(items):
+        raise ValueError(f"{len(rows)} generations for {len(items)} examples of task {task.name!r}.")
+    resamples = _resamples(len(rows), n_bootstrap, seed)
+    out: dict[str, float] = {"n": float(len(rows))}
+    ci: dict[str, list[float]] = {}
+    if task.suite in ("loops", "instruct"):
+        _score_text_quality(bank, task, rows, items, resamples, out, ci)
+    elif task.suite in ("qa", "grounded_qa"):
+        abstained = [r.get("stop_reason") == "divergence" for r in rows]
+        values = bank("qa_accuracy").compute(
+            predictions=[r["text"] for r in rows],
+            references=[list(item["answers"]) for item in items],
+            abstained=abstained,
+            per_example=True,
+        )
+        for key in ("accuracy", "exact_match", "abstention_rate", "answered_accuracy"):
+            out[key] = float(values[key])
+        per = values["per_example"]
+        for row, correct in zip(rows, per["correct"]):
+            row["correct"] = bool(correct)
+        ci["accuracy"] = _bootstrap_mean([float(x) for x in per["correct"]], resamples)
+        ci["abstention_rate"] = _bootstrap_mean([float(x) for x in per["abstained"]], resamples)
+        _score_detection(bank, rows, per["correct"], resamples, out, ci)
+    elif task.suite == "truthfulqa":
+        values = bank("truthfulqa_similarity").compute(
+            predictions=[r["text"] for r in rows],
+            correct_answers=[list(item["correct_answers"]) for item in items],
+            incorrect_answers=[list(item["incorrect_answers"]) for item in items],
+            per_example=True,
+        )
+        out["truthful_rate"] = float(values["truthful_rate"])
+        out["truthful_diff"] = float(values["truthful_diff"])
+        diffs = values["per_example"]["diff"]
+        for row, diff in zip(rows, diffs):
+            row["correct"] = bool(diff > 0)
+        ci["truthful_rate"] = _bootstrap_mean([float(d > 0) for d in diffs], resamples)
+        ci["truthful_diff"] = _bootstrap_mean(diffs, resamples)
+        _score_detection(bank, rows, [d > 0 for d in diffs], resamples, out, ci)
+    else:  # pragma: no cover - Task validates the suite
+        raise ValueError(f"Unknown suite {task.suite!r}.")
+    stops = [r.get("stop_reason", "eos") for r in rows]
+    for reason in ("loop", "divergence"):
+        out[f"stopped_{reason}"] = stops.count(reason) / len(stops) if stops else 0.0
+    return out, ci
+
+
+def tuning_score(task: Any, values: dict[str, float], human: dict[str, float] | None = None) -> tuple:
+    """The dev-split objective of `task`, as a sortable tuple (higher is better).
+
+    - `objective: coherence, constraint: diversity_vs_human, ratio: r`: the most coherent setting whose
+      diversity is at least r × the human references' diversity; when none qualifies, the most diverse.
+    - otherwise: the named metric (`accuracy`, `truthful_rate`), higher is better.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> t = SimpleNamespace(tuning={"objective": "coherence", "constraint": "diversity_vs_human", "ratio": 0.9})
+        >>> tuning_score(t, {"coherence": 0.6, "diversity": 0.5}, {"diversity": 0.9})
+        (0, 0.5)
+        >>> tuning_score(t, {"coherence": 0.5, "diversity": 0.85}, {"diversity": 0.9})
+        (1, 0.5)
+    """
+    objective = task.tuning.get("objective")
+    if objective is None:
+        raise ValueError(f"Task {getattr(task, 'name', '?')!r} has no `tuning.objective`.")
+    if task.tuning.get("constraint") == "diversity_vs_human":
+        if human is None:
+            raise ValueError("The diversity constraint needs the human references' diversity (`human`).")
+        floor = float(task.tuning.get("ratio", 0.9)) * human["diversity"]
+        if values["diversity"] >= floor:
+            return (1, values[objective])
+        return (0, values["diversity"])
+    value = values[objective]
+    return (1, value if math.isfinite(value) else -math.inf)

@@ -3,6 +3,7 @@
 from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds
 from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
 from .generation_context import UnsupportedDecodingError
+from .cards import ICPCardWarning
 from .processors import ICP, ICPCompositionWarning, ICPLogitsProcessor
 from .regimes import REGIMES
 from .trace import STOP_REASONS, Trace
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ICP",
+    "ICPCardWarning",
     "ICPCompositionWarning",
     "ICPConfig",
     "ICPLogitsProcessor",

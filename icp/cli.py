@@ -1,5 +1,6 @@
-"""The `icp` command line: `icp generate` (generate with ICP, print or save the trace) and
-`icp trace` (summarise or plot a saved trace).
+"""The `icp` command line: `icp generate` (generate with ICP, print or save the trace), `icp trace`
+(summarise or plot a saved trace) and `icp calibrate` (measure a model's C(H) curve and write its
+model card).
 
 Exit codes: 0 success; 2 bad usage or a bad configuration value; 3 the model cannot be loaded (missing
 package, unknown id or folder); 4 an input file cannot be read.
@@ -153,6 +154,70 @@ def _trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _temperatures(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(t) for t in text.replace(",", " ").split()]
+    except ValueError as err:
+        raise _CliError(
+            EXIT_USAGE, f"`--temperatures` (={text!r}) has to be numbers separated by commas, e.g. 0.5,1.0,1.5."
+        ) from err
+    return values
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import DEFAULT_TEMPERATURES, calibrate
+    from .cards import PLOT_FILE, write_card
+    from .prompts import CALIBRATION_PROMPTS
+
+    temperatures = _temperatures(args.temperatures) or list(DEFAULT_TEMPERATURES)
+    if args.bootstrap < 0:
+        raise _CliError(EXIT_USAGE, f"`--bootstrap` (={args.bootstrap}) has to be >= 0.")
+    prompt_set = None
+    if args.prompts_file:
+        try:
+            text = Path(args.prompts_file).read_text(encoding="utf-8")
+        except OSError as err:
+            raise _CliError(EXIT_DATA, f"`--prompts-file` (={args.prompts_file!r}) cannot be read: {err}") from err
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        prompt_set = Path(args.prompts_file).name
+    else:
+        prompts = list(CALIBRATION_PROMPTS)
+    model, tokenizer = _load_model(args.model)
+    try:
+        result = calibrate(
+            model,
+            tokenizer,
+            prompts=prompts,
+            temperatures=temperatures,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            n_bootstrap=args.bootstrap,
+            progress=not args.quiet,
+            chat=args.chat,
+            prompt_set=prompt_set,
+        )
+    except ValueError as err:
+        raise _CliError(EXIT_USAGE, f"bad calibration setting: {err}") from err
+    model_id = args.model_id or result.model_id or (args.model or "")
+    if not model_id:
+        raise _CliError(EXIT_USAGE, "the model has no `name_or_path`: pass `--model-id` to name its card.")
+    card = write_card(result, model_id, args.out_dir)
+    if args.json:
+        json.dump(
+            {"card": str(card), "plot": str(card.parent / PLOT_FILE), "result": result.to_dict()},
+            sys.stdout,
+            indent=1,
+            default=str,
+        )
+        sys.stdout.write("\n")
+    else:
+        print(result.summary())
+        print(f"\ncard: {card}\nplot: {card.parent / PLOT_FILE}\n({result.seconds:.0f} s)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `icp` command."""
     parser = argparse.ArgumentParser(
@@ -194,6 +259,28 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--plot", help="write the trace plot (PNG)")
     tr.add_argument("--json", action="store_true", help="print the per-row summary as JSON")
     tr.set_defaults(handler=_trace)
+
+    cal = commands.add_parser(
+        "calibrate",
+        help="sweep temperatures, fit C(H) and write the model card",
+        description="Sample the prompts at a sweep of fixed temperatures, fit coherence against entropy, locate the "
+        "critical entropy, set the target entropy and the regime thresholds, and write the model card "
+        "(<out-dir>/<slug>/README.md and c_of_h.png) that ICP(model) then loads.",
+    )
+    cal.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    cal.add_argument("--model-id", default=None, help="the id the card is written for (default: the model's own)")
+    cal.add_argument("--out-dir", default="model_cards", help="folder of model cards (default: model_cards)")
+    cal.add_argument("--prompts-file", help="a text file with one prompt per line (default: 16 built-in prompts)")
+    cal.add_argument(
+        "--temperatures", help="comma-separated sweep (default: 0.3,0.5,0.7,0.85,1.0,1.1,1.2,1.35,1.6,2.0)"
+    )
+    cal.add_argument("--max-new-tokens", type=int, default=64, help="tokens per prompt and temperature (default 64)")
+    cal.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cal.add_argument("--bootstrap", type=int, default=200, help="prompt resamples for the intervals (default 200)")
+    cal.add_argument("--no-chat", dest="chat", action="store_false", help="do not apply the chat template")
+    cal.add_argument("--json", action="store_true", help="print the card path and the full result as JSON")
+    cal.add_argument("--quiet", action="store_true", help="no progress bar")
+    cal.set_defaults(handler=_calibrate)
     return parser
 
 

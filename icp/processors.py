@@ -20,6 +20,7 @@ processors. ICP is a whole sampling policy (its own temperature and min-p trunca
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
+from .cards import ICPCardWarning, ModelCard, find_card, load_card
 from .config import ICPConfig
 from .controller import LogTemperatureController
 from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
@@ -37,9 +39,11 @@ from .signals.fused import ControlledStep, control_side, observed_step
 from .state import DecodingState
 from .trace import Trace
 
-__all__ = ["ICP", "ICPLogitsProcessor", "ICPCompositionWarning", "UnsupportedDecodingError"]
+__all__ = ["ICP", "ICPLogitsProcessor", "ICPCompositionWarning", "ICPCardWarning", "UnsupportedDecodingError"]
 
 logger = logging.getLogger(__name__)
+_NESTED = ("regimes", "loop", "divergence")
+_WARNED_NO_CARD: set[str] = set()  # model ids already warned about (once per process)
 
 
 class ICPCompositionWarning(UserWarning):
@@ -262,8 +266,17 @@ class ICP(LogitsProcessorList):
         model (`PreTrainedModel`, *optional*): the model that will generate. Enables embedding (or
             hidden-state) coherence and new-generation detection by forward hooks (no extra forward
             pass), and supplies the end-of-sequence ids and the vocabulary size check.
-        config ([`ICPConfig`], *optional*): the configuration; defaults to `ICPConfig()`.
-        **overrides: fields of [`ICPConfig`] to change, e.g. `target_entropy=1.5`.
+        config ([`ICPConfig`], *optional*): the configuration. Without it, ICP starts from `ICPConfig()`
+            with the model card's calibrated `target_entropy` and regime thresholds; with it, the
+            config is used as given and no card is looked up.
+        card (`str`, `os.PathLike`, [`ModelCard`] or `None`, *optional*, defaults to `"auto"`): `"auto"`
+            looks up the card of `model.name_or_path` ([`icp.cards.find_card`]: `$ICP_MODEL_CARDS`, then the
+            checkout's `model_cards/`); when there is none, ICP emits one [`ICPCardWarning`] per model
+            and process and uses the documented defaults. A path (a card's folder or README.md) or a
+            [`ModelCard`] uses that card; `None` uses no card. The card used is recorded in
+            `trace.metadata["card"]`.
+        **overrides: fields of [`ICPConfig`] to change, e.g. `target_entropy=1.5`; they win over the
+            card. A dict for `regimes`, `loop` or `divergence` changes only the fields it names.
 
     Example:
         >>> import torch
@@ -278,16 +291,27 @@ class ICP(LogitsProcessorList):
         (1, 6)
     """
 
-    def __init__(self, model: Any = None, config: ICPConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, model: Any = None, config: ICPConfig | None = None, card: Any = "auto", **overrides: Any
+    ) -> None:
         base = config if config is not None else ICPConfig()
         if not isinstance(base, ICPConfig):
             raise TypeError(f"`config` must be an ICPConfig, got {type(base).__name__}.")
+        self.card = self._resolve_card(card, model, explicit_config=config is not None)
+        if self.card is not None:
+            merged = base.to_dict()
+            merged.update(self.card.config_overrides())
+            base = ICPConfig.from_dict(merged)
         if overrides:
             merged = base.to_dict()
             unknown = sorted(set(overrides) - set(merged))
             if unknown:
                 raise TypeError(f"Unknown ICP option(s) {unknown}; allowed are the ICPConfig fields {sorted(merged)}.")
-            merged.update(overrides)
+            for key, value in overrides.items():
+                if key in _NESTED and isinstance(value, dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value.to_dict() if key in _NESTED and hasattr(value, "to_dict") else value
             base = ICPConfig.from_dict(merged)
         hooks, embeddings = None, None
         if model is not None:
@@ -320,6 +344,41 @@ class ICP(LogitsProcessorList):
             [LoopStoppingCriteria(self.processor.state), DivergenceStoppingCriteria(self.processor.state)]
         )
         super().__init__([self.processor])
+
+    @staticmethod
+    def _resolve_card(card: Any, model: Any, explicit_config: bool) -> ModelCard | None:
+        """The model card to apply: looked up (`"auto"`), loaded (a path), given, or none."""
+        if card is None:
+            return None
+        if isinstance(card, str) and card == "auto":
+            if explicit_config:
+                return None  # an explicit config is used as given
+            name = getattr(model, "name_or_path", None) if model is not None else None
+            if not isinstance(name, str) or not name:
+                return None  # a model built from a config (or no model) has no id to look up
+            found = find_card(name)
+            if found is None and name not in _WARNED_NO_CARD:
+                _WARNED_NO_CARD.add(name)
+                from .cards import describe_available_cards
+
+                warnings.warn(
+                    f"No ICP model card for {name!r}: ICP uses its documented defaults (calibrated on "
+                    f"SmolLM2-135M-Instruct). {describe_available_cards()} Run `icp calibrate --model {name}` to "
+                    "write one, point $ICP_MODEL_CARDS at a folder of cards, or pass `card=None` to silence this.",
+                    ICPCardWarning,
+                    stacklevel=3,  # points at the caller's ICP(...)
+                )
+            return found
+        if explicit_config:
+            raise ValueError(
+                f"`card` (={card!r}) and `config` were both given: pass one. `config` is used as given; to combine "
+                "them, pass `config=ICPConfig.from_dict({**config.to_dict(), **card.config_overrides()})`."
+            )
+        if isinstance(card, ModelCard):
+            return card
+        if isinstance(card, (str, os.PathLike)):
+            return load_card(card)
+        raise TypeError(f"`card` (={card!r}) has to be 'auto', None, a path to a model card or a ModelCard.")
 
     @staticmethod
     def _complete_from_model(config: ICPConfig, model: Any) -> ICPConfig:
@@ -360,7 +419,12 @@ class ICP(LogitsProcessorList):
         if not self.processor.state.started:
             raise RuntimeError("ICP has not run yet: call generate(..., logits_processor=icp) first.")
         return self.processor.state.trace(
-            {"config": self.config.to_dict(), "coherence_source": self.coherence_source, "model": self.model_name}
+            {
+                "config": self.config.to_dict(),
+                "coherence_source": self.coherence_source,
+                "model": self.model_name,
+                "card": self.card.summary() if self.card is not None else None,
+            }
         )
 
     def reset(self) -> None:

@@ -1,0 +1,311 @@
+"""Model cards: every shipped card validates; bad cards name the bad field; lookup; ICP applies cards."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import prompt, tiny_llama
+
+from icp import ICP, ICPConfig
+from icp.calibrate import CalibrationResult
+from icp.cards import (
+    CARD_FILE,
+    ENV_VAR,
+    PLOT_FILE,
+    CardNotFoundError,
+    ICPCardWarning,
+    ModelCard,
+    card_metadata,
+    default_search_dirs,
+    find_card,
+    load_card,
+    model_slug,
+    qualified_slug,
+    validate_card,
+    write_card,
+)
+
+REPO_CARDS = Path(__file__).resolve().parent.parent / "model_cards"
+MODEL_ID = "test-org/Tiny-Model"
+
+
+def synthetic_result(model_id: str = MODEL_ID, target: float = 1.2) -> CalibrationResult:
+    """A small, valid calibration result (no model run)."""
+    temps = [0.5, 1.0, 1.5, 2.0]
+    ht = [[0.6, 0.8], [1.9, 2.2], [3.9, 4.3], [5.5, 6.0]]
+    c = [[0.82, 0.81], [0.80, 0.79], [0.70, 0.72], [0.66, 0.65]]
+    sweep = [
+        {
+            "temperature": t,
+            "entropy": sum(h) / 2,
+            "tempered_entropy": sum(h) / 2,
+            "coherence": sum(cc) / 2,
+            "coherence_se": 0.01,
+            "meta_uncertainty": 0.5 + 0.1 * i,
+            "heat_capacity": 2.0,
+            "loop_rate": 0.0,
+            "divergence_rate": 0.0,
+            "eos_rate": 0.0,
+            "tokens": 100,
+            "seconds": 1.0,
+        }
+        for i, (t, h, cc) in enumerate(zip(temps, ht, c))
+    ]
+    return CalibrationResult(
+        model_id=model_id,
+        target_entropy=target,
+        target_entropy_ci=[1.0, 1.5],
+        critical_entropy=3.0,
+        critical_entropy_ci=[2.7, 3.3],
+        regimes={
+            "rigid_entropy": 0.4,
+            "rigid_repetition": 0.5,
+            "exploratory_entropy": 3.0,
+            "unstable_entropy": 4.5,
+            "unstable_meta_uncertainty": 1.6,
+            "coherent": 0.6,
+        },
+        reference_temperature=1.0,
+        fit={
+            "method": "logistic",
+            "c0": 0.81,
+            "a": 0.16,
+            "h0": 3.0,
+            "w": 0.5,
+            "rmse": 0.01,
+            "converged": True,
+            "slope_fraction": 0.25,
+        },
+        heat_capacity={
+            "probe_temperature": 1.0,
+            "n_steps": 4,
+            "median": 1.1,
+            "q25": 0.9,
+            "q75": 1.3,
+            "agrees": True,
+            "verdict": "synthetic",
+            "temperature_at_critical_entropy": 1.2,
+            "temperature_at_target_entropy": 0.8,
+            "peaks": [0.9, 1.0, 1.2, 1.3],
+        },
+        sweep=sweep,
+        per_prompt={"entropy": ht, "tempered_entropy": ht, "coherence": c, "meta_uncertainty": c},
+        bootstrap={"n": 2, "n_ok": 2, "params": [[0.81, 0.16, 3.0, 0.5], [0.8, 0.15, 3.1, 0.45]], "seed": 0},
+        n_prompts=2,
+        max_new_tokens=8,
+        date="2025-01-01T00:00:00+00:00",
+        versions={"icp": "0.1.0", "transformers": "5", "torch": "2"},
+    )
+
+
+@pytest.fixture(scope="module")
+def cards_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cards")
+    write_card(synthetic_result(), folder=folder)
+    return folder
+
+
+@pytest.fixture
+def meta() -> dict:
+    return card_metadata(synthetic_result(), MODEL_ID)
+
+
+# ----------------------------------------------------------------------------- shipped cards
+def test_every_shipped_card_loads_and_validates():
+    paths = sorted(REPO_CARDS.glob(f"*/{CARD_FILE}"))
+    assert paths, f"no model cards under {REPO_CARDS}"
+    for path in paths:
+        card = load_card(path)
+        assert card.target_entropy <= card.critical_entropy
+        assert (path.parent / PLOT_FILE).is_file(), f"{path.parent} has no {PLOT_FILE}"
+        assert f"]({PLOT_FILE})" in card.body
+        assert model_slug(card.model_id) == path.parent.name
+        ICPConfig.from_dict({**ICPConfig().to_dict(), **card.config_overrides()})  # usable as config
+
+
+# ----------------------------------------------------------------------------- validation
+def test_written_card_round_trips(cards_dir):
+    card = load_card(cards_dir / "tiny-model")
+    assert isinstance(card, ModelCard)
+    assert card.model_id == MODEL_ID and card.target_entropy == 1.2 and card.critical_entropy_ci == (2.7, 3.3)
+    assert card.regimes.coherent == 0.6
+    assert card.metadata["library_name"] == "icp" and card.metadata["base_model"] == MODEL_ID
+    assert card.metadata["model-index"] == [{"name": MODEL_ID, "results": []}]
+    assert card.icp["calibration"]["n_prompts"] == 2 and len(card.icp["sweep"]) == 4
+    assert "peaks" not in card.icp["heat_capacity"]  # the summary only, not every step
+
+
+def test_rewriting_a_card_keeps_its_benchmark_results(tmp_path):
+    path = write_card(synthetic_result(), folder=tmp_path)
+    text = path.read_text()
+    results = [{"name": "loop suite", "results": [{"task": {"type": "text-generation"}}]}]
+    front = yaml.safe_load(text.split("---\n")[1])
+    front["model-index"] = results
+    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + text.split("---\n", 2)[2])
+    write_card(synthetic_result(target=1.1), folder=tmp_path)
+    card = load_card(path)
+    assert card.metadata["model-index"] == results and card.target_entropy == 1.1
+
+
+def _set(meta: dict, dotted: str, value) -> dict:
+    out = copy.deepcopy(meta)
+    *parents, leaf = dotted.split(".")
+    node = out
+    for p in parents:
+        node = node[p]
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return out
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("icp.target_entropy", _DELETE, "`icp.target_entropy` is missing"),
+        ("model_name", _DELETE, "`model_name` is missing"),
+        ("icp.calibration.seed", _DELETE, "`icp.calibration.seed` is missing"),
+        ("icp.regimes.coherent", _DELETE, "`icp.regimes.coherent` is missing"),
+        ("icp.target_entropy", "high", "`icp.target_entropy` \\(='high'\\) has to be a finite number"),
+        ("icp.regimes.unstable_entropy", "4.5x", "`icp.regimes.unstable_entropy`"),
+        ("icp.critical_entropy", True, "`icp.critical_entropy`"),
+        ("icp.critical_entropy_ci", [3.3, 2.7], "`icp.critical_entropy_ci`"),
+        ("icp.critical_entropy_ci", 3.0, "`icp.critical_entropy_ci`"),
+        ("icp.regimes.exploratory_entropy", 0.1, "rigid_entropy` <= `exploratory_entropy"),
+        ("icp.regimes.coherent", 1.5, "`coherent`"),
+        ("icp.target_entropy", 3.5, "`icp.target_entropy` \\(=3.5\\) has to be <= `icp.critical_entropy`"),
+        ("library_name", "transformers", "`library_name`"),
+        ("icp.sweep", [], "`icp.sweep`"),
+        ("icp.calibration.n_prompts", 0, "`icp.calibration.n_prompts`"),
+        ("model-index", {"results": []}, "`model-index`"),
+    ],
+)
+def test_bad_cards_name_the_bad_field(meta, dotted, value, message):
+    with pytest.raises(ValueError, match=message):
+        validate_card(_set(meta, dotted, value))
+
+
+def test_load_card_errors(tmp_path, meta):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_card(tmp_path / "nothing")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / CARD_FILE).write_text("# no front matter\n")
+    with pytest.raises(ValueError, match="no YAML front matter"):
+        load_card(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    bad = _set(meta, "icp.regimes.rigid_entropy", 9.0)
+    (tmp_path / "b" / CARD_FILE).write_text("---\n" + yaml.safe_dump(bad) + "---\nbody\n")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'b' / CARD_FILE}.*icp.regimes"):
+        load_card(tmp_path / "b" / CARD_FILE)
+
+
+# ----------------------------------------------------------------------------- lookup
+def test_slugs():
+    assert model_slug("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2-135m-instruct"
+    assert qualified_slug("HuggingFaceTB/SmolLM2-135M-Instruct") == "huggingfacetb--smollm2-135m-instruct"
+    assert model_slug("/models/My Model/") == "my-model"
+    assert qualified_slug("/models/My Model") == "my-model"
+
+
+def test_find_card_hit_and_miss(cards_dir, tmp_path):
+    card = find_card(MODEL_ID, search_dirs=[cards_dir])
+    assert card is not None and card.model_id == MODEL_ID
+    assert find_card("/some/local/folder/tiny-model", search_dirs=[cards_dir]).model_id == MODEL_ID  # by slug
+    # A card in an arbitrarily named folder is found by its model_name.
+    odd = tmp_path / "odd"
+    write_card(synthetic_result("other-org/Renamed"), folder=odd)
+    (odd / "renamed").rename(odd / "whatever")
+    assert find_card("other-org/Renamed", search_dirs=[odd]).model_id == "other-org/Renamed"
+    assert find_card("no-org/absent", search_dirs=[cards_dir]) is None
+    with pytest.raises(CardNotFoundError, match=f"no-org/absent.*Available cards: {MODEL_ID} \\(tiny-model\\)"):
+        find_card("no-org/absent", search_dirs=[cards_dir], required=True)
+    with pytest.raises(CardNotFoundError, match="No model cards in"):
+        find_card("no-org/absent", search_dirs=[tmp_path / "empty"], required=True)
+
+
+def test_env_var_folders_are_searched_first(cards_dir, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(cards_dir))
+    assert default_search_dirs()[0] == cards_dir
+    assert find_card(MODEL_ID).path == cards_dir / "tiny-model" / CARD_FILE
+
+
+# ----------------------------------------------------------------------------- ICP applies cards
+def _named_model(name: str):
+    model = tiny_llama()
+    model.name_or_path = name
+    return model
+
+
+def test_icp_picks_up_the_card_and_records_it(cards_dir, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(cards_dir))
+    model = _named_model(MODEL_ID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCardWarning)
+        icp = ICP(model)
+    assert icp.card is not None and icp.card.model_id == MODEL_ID
+    assert icp.config.target_entropy == 1.2
+    assert icp.config.regimes.to_dict() == load_card(cards_dir / "tiny-model").regimes.to_dict()
+    model.generate(**prompt(batch=2), max_new_tokens=3, **icp.generation_kwargs())
+    recorded = icp.trace.metadata["card"]
+    assert recorded["model_id"] == MODEL_ID and recorded["target_entropy"] == 1.2
+    assert recorded["path"] == str(cards_dir / "tiny-model" / CARD_FILE)
+
+
+def test_explicit_settings_win_over_the_card(cards_dir, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(cards_dir))
+    model = _named_model(MODEL_ID)
+    icp = ICP(model, target_entropy=0.9, regimes={"coherent": 0.55})
+    assert icp.config.target_entropy == 0.9
+    assert icp.config.regimes.coherent == 0.55 and icp.config.regimes.unstable_entropy == 4.5  # rest from the card
+    explicit = ICP(model, config=ICPConfig())
+    assert explicit.card is None and explicit.config.target_entropy == ICPConfig().target_entropy
+    off = ICP(model, card=None)
+    assert off.card is None and off.config.regimes == ICPConfig().regimes
+    by_path = ICP(_named_model("someone/else"), card=cards_dir / "tiny-model")
+    assert by_path.config.target_entropy == 1.2
+    with pytest.raises(ValueError, match="`card`.*and `config` were both given"):
+        ICP(model, config=ICPConfig(), card=cards_dir / "tiny-model")
+    with pytest.raises(TypeError, match="`card`"):
+        ICP(model, card=3)
+
+
+def test_a_model_without_a_card_warns_once_and_uses_the_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    name = f"no-org/no-card-{uuid.uuid4().hex[:8]}"
+    with pytest.warns(ICPCardWarning, match=f"No ICP model card for '{name}'.*documented defaults"):
+        icp = ICP(_named_model(name))
+    assert icp.card is None and icp.config == ICP(card=None).config
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCardWarning)
+        ICP(_named_model(name))  # once per model and process
+        ICP(tiny_llama())  # a model built from a config has no id: no lookup, no warning
+    model = _named_model(name)
+    model.generate(**prompt(batch=1), max_new_tokens=2, **icp.generation_kwargs())
+
+
+def test_icp_without_a_model_uses_no_card():
+    icp = ICP()
+    icp(torch.zeros(1, 2, dtype=torch.long), torch.randn(1, 64))
+    assert icp.trace.metadata["card"] is None
+
+
+@pytest.mark.slow
+def test_the_default_model_finds_its_shipped_card():
+    from icp import load_default_model
+    from icp.models import DEFAULT_MODEL_NAME
+
+    model, _ = load_default_model()
+    card = find_card(DEFAULT_MODEL_NAME, search_dirs=[REPO_CARDS], required=True)
+    icp = ICP(model)
+    assert icp.card is not None and icp.card.model_id == DEFAULT_MODEL_NAME
+    assert icp.config.target_entropy == card.target_entropy

@@ -17,7 +17,7 @@ Suites: `loops` (open-ended WebText continuations), `instruct` (chat continuatio
 paragraphs), `qa` (closed-book NQ-open), `grounded_qa` (HaluEval QA, the facts in the prompt),
 `truthfulqa` (TruthfulQA generation), `all`.
 
-Hyperparameters: every decoder gets the same budget, at most 4 settings, tried on the dev split with
+Hyperparameters: every decoder gets the same budget, at most 3 settings, tried on the dev split with
 the task's objective (`--tune`); the winners are written to `--tuned` and used on the test split.
 Without `--tune`, settings come from the `--tuned` file when it exists, else each decoder's default.
 
@@ -130,9 +130,10 @@ def _code_fingerprint() -> str:
     """Hash of the code that decides a generation (icp and the suite's generation path)."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    files = sorted((root / "icp").rglob("*.py")) + [
-        root / "eval" / "bench" / n for n in ("generation.py", "decoders.py")
-    ]
+    # The command line and calibration do not decide a generation; the card ICP loads does.
+    files = [p for p in sorted((root / "icp").rglob("*.py")) if p.name not in ("cli.py", "calibrate.py")]
+    files += [root / "eval" / "bench" / n for n in ("generation.py", "decoders.py")]
+    files += sorted((root / "model_cards").rglob("README.md"))
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,38 @@ def _calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _find_suite(explicit: str | None) -> Path:
+    """eval/run.py: `--suite-dir`, else `$ICP_EVAL_DIR`, else the checkout this package was installed from."""
+    if explicit:
+        candidates = [Path(explicit)]
+    elif os.environ.get("ICP_EVAL_DIR"):
+        candidates = [Path(os.environ["ICP_EVAL_DIR"])]
+    else:
+        candidates = [Path(__file__).resolve().parent.parent / "eval"]
+    for folder in candidates:
+        if (folder / "run.py").is_file():
+            return folder / "run.py"
+    raise _CliError(
+        4,
+        f"the benchmark suite (eval/run.py) was not found in {[str(c) for c in candidates]}: it lives in the icp "
+        "repository, not in the wheel. Run from a checkout (pip install -e .), or pass --suite-dir / set ICP_EVAL_DIR.",
+    )
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    run_py = _find_suite(args.suite_dir)
+    spec = importlib.util.spec_from_file_location("icp_eval_run", run_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    forwarded = [a for a in args.suite_args if a != "--"]
+    try:
+        return int(module.main(forwarded) or 0)
+    except SystemExit as done:  # argparse errors in run.py exit 2 with their message
+        return int(done.code or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `icp` command."""
     parser = argparse.ArgumentParser(
@@ -281,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--json", action="store_true", help="print the card path and the full result as JSON")
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
     cal.set_defaults(handler=_calibrate)
+
+    ev = commands.add_parser(
+        "eval",
+        help="run the benchmark suite (eval/run.py): ICP against the baselines",
+        description="Run the benchmark suite of the icp checkout (eval/run.py) with the arguments that follow, e.g. "
+        "`icp eval --suite loops --decoders greedy,min_p,icp --limit 16`; `icp eval -- --help` lists them.",
+    )
+    ev.add_argument("--suite-dir", help="the folder holding run.py (default: $ICP_EVAL_DIR, else the checkout's eval/)")
+    ev.add_argument("suite_args", nargs=argparse.REMAINDER, help="arguments for eval/run.py")
+    ev.set_defaults(handler=_eval)
     return parser
 
 
@@ -291,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         argv (`list[str]`, *optional*): arguments (default: `sys.argv[1:]`).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "eval":  # everything eval does not know goes to eval/run.py
+        args.suite_args = [*extra, *args.suite_args]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "max_new_tokens", 1) < 1:
         parser.error(f"`--max-new-tokens` (={args.max_new_tokens}) has to be >= 1.")
     try:

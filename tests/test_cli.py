@@ -96,3 +96,47 @@ def test_help_and_usage_errors_from_the_installed_command():
         [sys.executable, "-m", "icp.cli", "generate", "--max-new-tokens", "0"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "--max-new-tokens" in done.stderr
+
+
+# -- icp eval: the benchmark suite of the checkout ---------------------------------------------------
+
+
+def test_eval_forwards_to_the_suite(capsys):
+    assert main(["eval", "--list-decoders"]) == 0
+    out = capsys.readouterr().out
+    for name in ("greedy", "min_p", "mirostat", "icp"):
+        assert name in out
+
+
+def test_eval_without_the_suite_says_where_it_looked(tmp_path, capsys):
+    assert main(["eval", "--suite-dir", str(tmp_path), "--list-decoders"]) == EXIT_DATA
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_eval_bad_suite_arguments_exit_2(capsys):
+    assert main(["eval", "--decoders", "greedy,nope"]) == EXIT_USAGE
+    assert "Unknown decoder 'nope'" in capsys.readouterr().err
+
+
+def test_other_commands_still_refuse_unknown_options(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["trace", "x.npz", "--bogus"])
+    assert done.value.code == EXIT_USAGE
+
+
+def test_eval_runs_the_loops_suite_on_a_tiny_model(tiny_model_dir, tmp_path):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not data.is_dir():
+        pytest.skip(f"benchmark data not found at {data}")
+    out = tmp_path / "r.json"
+    code = main(
+        ["eval", "--model", str(tiny_model_dir), "--suite", "loops", "--decoders", "greedy,icp", "--limit", "2",
+         "--max-new-tokens", "4", "--no-cache", "--no-plots", "--no-progress", "--bootstrap", "0",
+         "--data-dir", str(data), "--tuned", str(tmp_path / "none.json"), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]["loops"]) == {"greedy", "icp"}
+    assert report["config"]["model"] == str(tiny_model_dir)

@@ -81,17 +81,19 @@ def _resamples(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
 
 def _score_text_quality(bank, task, rows, items, resamples, out, ci) -> None:
     texts = [r["text"] for r in rows]
-    rep = bank("repetition")
-    values = rep.compute(predictions=texts)
+    values = bank("repetition").compute(predictions=texts, per_example=True)
     for key in ("rep_2", "rep_3", "rep_4", "diversity", "distinct_2", "distinct_3"):
         out[key] = float(values[key])
-    boot = {key: [] for key in ("rep_4", "diversity")}
+    # rep-n is a corpus ratio: resample generations and recompute it from their n-gram counts.
+    per = {key: np.asarray(v, dtype=float) for key, v in values["per_example"].items()}
+    rep = {n: [] for n in (2, 3, 4)}
     for idx in resamples:
-        sample = rep.compute(predictions=[texts[i] for i in idx])
-        for key in boot:
-            boot[key].append(float(sample[key]))
-    for key, samples in boot.items():
-        ci[key] = _interval(samples)
+        for n in rep:
+            total = per[f"total_{n}"][idx].sum()
+            rep[n].append(100.0 * (1.0 - per[f"unique_{n}"][idx].sum() / total) if total else 0.0)
+    if len(resamples):
+        ci["rep_4"] = _interval(rep[4])
+        ci["diversity"] = _interval(list(np.prod([1.0 - np.asarray(rep[n]) / 100.0 for n in rep], axis=0)))
 
     loops = bank("loop_rate").compute(
         predictions=[r["tokens"] for r in rows], reached_limit=[r["reached_limit"] for r in rows], per_example=True

@@ -185,6 +185,12 @@ class Task:
             raise ValueError(f"`limit` (={limit!r}) must be a positive integer or None.")
         dataset, fields = self._read(data_dir)
         rows = [self._item(dict(row), i, fields) for i, row in enumerate(dataset)]
+        # `require: {answers: alnum}` drops rows none of whose answers has a letter or digit (NQ-open has
+        # an answer ")"), which no answer could match; the split is drawn from what remains.
+        for key, rule in (self.dataset.get("require") or {}).items():
+            if rule != "alnum":
+                raise ValueError(f"Task {self.name!r}: `dataset.require.{key}` (={rule!r}) must be 'alnum'.")
+            rows = [r for r in rows if any(any(ch.isalnum() for ch in str(a)) for a in r[key])]
         rng = np.random.default_rng(self.split["seed"])
         n_dev, n_test = self.split["dev"], self.split["test"]
         group_key = self.split.get("group_by")

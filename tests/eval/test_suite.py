@@ -249,8 +249,8 @@ def test_tuning_score_prefers_coherence_under_the_diversity_floor():
     feasible_high = tuning_score(task, {"coherence": 0.6, "diversity": 0.82}, human)
     infeasible = tuning_score(task, {"coherence": 0.9, "diversity": 0.3}, human)
     assert feasible_high > feasible_low > infeasible
-    qa = load_tasks()["halueval_qa"]
-    assert tuning_score(qa, {"accuracy": 0.2}) > tuning_score(qa, {"accuracy": 0.1})
+    qa = load_tasks()["truthfulqa"]
+    assert tuning_score(qa, {"truthful_rate": 0.2}) > tuning_score(qa, {"truthful_rate": 0.1})
 
 
 # -- eval/run.py end to end (the default model) ----------------------------------------------------

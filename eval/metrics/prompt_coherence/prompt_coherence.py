@@ -85,11 +85,20 @@ def embed(texts: Sequence[str], batch_size: int = 64, device: str | None = None)
     unique = list(dict.fromkeys(texts))
     if not unique:
         return np.zeros((0, 384), dtype=np.float32)
-    vectors = load_minilm(device).encode(
-        unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    index = {t: i for i, t in enumerate(unique)}
-    return vectors[[index[t] for t in texts]]
+    # Prompts and references recur across decoders in one run: embed each (device, text) once per process.
+    missing = [t for t in unique if (device, t) not in _MEMO]
+    if missing:
+        vectors = load_minilm(device).encode(
+            missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        if len(_MEMO) + len(missing) > _MEMO_SIZE:
+            _MEMO.clear()
+        _MEMO.update({(device, t): v for t, v in zip(missing, vectors)})
+    return np.stack([_MEMO[(device, t)] for t in texts])
+
+
+_MEMO: dict[tuple[str, str], np.ndarray] = {}
+_MEMO_SIZE = 200_000
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

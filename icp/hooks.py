@@ -109,6 +109,13 @@ class ModelHooks:
         local.attention_mask = kwargs.get("attention_mask")
         cache = kwargs.get("past_key_values")
         input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] == 0:
+            # A shape, not a value: no host sync. Without this the model fails deep inside attention.
+            raise ValueError(
+                "The prompt is empty: `input_ids` has shape "
+                f"{tuple(input_ids.shape)}, and a causal LM needs at least one token to predict the next. "
+                "Start it with the BOS token (`tokenizer.bos_token_id`) or use the chat template, which adds tokens."
+            )
         if cache is not None:
             seen = local.cache_ref() if local.cache_ref is not None else None
             if seen is not cache:

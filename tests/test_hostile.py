@@ -82,3 +82,38 @@ def test_half_precision_models(dtype):
     np.testing.assert_array_equal(trace["token"], out[:, 5:].numpy())
     for key in ("entropy", "coherence", "kl", "free_energy", "temperature"):
         assert np.isfinite(trace[key]).all(), key
+
+
+def test_an_empty_prompt_is_refused_with_a_clear_error(model):
+    icp = ICP(model)
+    empty = torch.empty((1, 0), dtype=torch.long)
+    with pytest.raises(ValueError, match="The prompt is empty"):
+        model.generate(input_ids=empty, attention_mask=empty, max_new_tokens=3, **icp.generation_kwargs())
+
+
+@pytest.mark.parametrize("how", ["forward", "module"])
+def test_torch_compiled_models(how):
+    """`model.forward = torch.compile(model.forward)` (transformers' recipe) and `torch.compile(model)`.
+
+    The `aot_eager` backend traces the same graphs as the default inductor backend without compiling C++
+    kernels, so the test takes seconds on a CPU; what is under test is ICP around a compiled model.
+    """
+    eager = tiny_llama(seed=3)
+    reference = ICP(eager)
+    compiled_model = tiny_llama(seed=3)
+    if how == "forward":
+        compiled_model.forward = torch.compile(compiled_model.forward, backend="aot_eager", dynamic=True)
+        target = compiled_model
+    else:
+        target = torch.compile(compiled_model, backend="aot_eager", dynamic=True)
+    icp = ICP(target)
+    for _ in range(2):  # a second generate() starts clean on the compiled model too
+        torch.manual_seed(0)
+        out = target.generate(**prompt(), max_new_tokens=6, **icp.generation_kwargs())
+        assert icp.trace.steps == 6 and icp.trace.batch_size == 4
+        for key in ("entropy", "coherence", "free_energy", "temperature"):
+            assert np.isfinite(icp.trace[key]).all(), key
+    torch.manual_seed(0)
+    expected = eager.generate(**prompt(), max_new_tokens=6, **reference.generation_kwargs())
+    np.testing.assert_allclose(icp.trace["entropy"], reference.trace["entropy"], atol=1e-4)
+    assert torch.equal(out, expected)

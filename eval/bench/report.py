@@ -16,63 +16,33 @@ from typing import Any
 __all__ = ["COLUMNS", "markdown_tables", "write_report"]
 
 #: Columns of each suite's table: (metric, higher is better).
+_TEXT_COLUMNS = [
+    ("coherence", True),
+    ("rep_2", False),
+    ("rep_4", False),
+    ("diversity", True),
+    ("distinct_2", True),
+    ("loop_rate", False),
+    ("loop_at_limit_rate", False),
+    ("mauve", True),
+    ("mean_tokens", True),
+]
+_DETECTION_COLUMNS = [
+    (f"auroc_{signal}", True) for signal in ("icp_F", "icp_U", "mean_entropy", "max_prob", "seq_loglik", "mean_loglik")
+]
+_QA_COLUMNS = [
+    ("accuracy", True),
+    ("exact_match", True),
+    ("abstention_rate", False),
+    ("answered_accuracy", True),
+    *_DETECTION_COLUMNS,
+]
 COLUMNS: dict[str, list[tuple[str, bool]]] = {
-    "loops": [
-        ("coherence", True),
-        ("rep_2", False),
-        ("rep_4", False),
-        ("diversity", True),
-        ("distinct_2", True),
-        ("loop_rate", False),
-        ("loop_at_limit_rate", False),
-        ("mauve", True),
-        ("mean_tokens", True),
-    ],
-    "instruct": [
-        ("coherence", True),
-        ("rep_2", False),
-        ("rep_4", False),
-        ("diversity", True),
-        ("distinct_2", True),
-        ("loop_rate", False),
-        ("loop_at_limit_rate", False),
-        ("mauve", True),
-        ("mean_tokens", True),
-    ],
-    "qa": [
-        ("accuracy", True),
-        ("exact_match", True),
-        ("abstention_rate", False),
-        ("answered_accuracy", True),
-        ("auroc_icp_F", True),
-        ("auroc_icp_U", True),
-        ("auroc_mean_entropy", True),
-        ("auroc_max_prob", True),
-        ("auroc_seq_loglik", True),
-        ("auroc_mean_loglik", True),
-    ],
-    "grounded_qa": [
-        ("accuracy", True),
-        ("exact_match", True),
-        ("abstention_rate", False),
-        ("answered_accuracy", True),
-        ("auroc_icp_F", True),
-        ("auroc_icp_U", True),
-        ("auroc_mean_entropy", True),
-        ("auroc_max_prob", True),
-        ("auroc_seq_loglik", True),
-        ("auroc_mean_loglik", True),
-    ],
-    "truthfulqa": [
-        ("truthful_rate", True),
-        ("truthful_diff", True),
-        ("auroc_icp_F", True),
-        ("auroc_icp_U", True),
-        ("auroc_mean_entropy", True),
-        ("auroc_max_prob", True),
-        ("auroc_seq_loglik", True),
-        ("auroc_mean_loglik", True),
-    ],
+    "loops": _TEXT_COLUMNS,
+    "instruct": _TEXT_COLUMNS,
+    "qa": _QA_COLUMNS,
+    "grounded_qa": _QA_COLUMNS,
+    "truthfulqa": [("truthful_rate", True), ("truthful_diff", True), *_DETECTION_COLUMNS],
 }
 
 

@@ -54,6 +54,7 @@ def main() -> None:
     for temperature in [float(t) for t in args.temperatures.split(",")]:
         icp = ICP(
             model,
+            card=None,  # the documented defaults, which this script measures, not the model card's values
             min_temperature=temperature,
             max_temperature=temperature,
             initial_temperature=temperature,

@@ -29,7 +29,7 @@ def main() -> None:
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
     inputs = tokenizer(texts, return_tensors="pt", padding=True)
 
-    icp = ICP(model)  # finds the final norm for hidden-state coherence; EOS ids from the model
+    icp = ICP(model)  # the model card's target entropy and thresholds; embedding coherence; EOS ids from the model
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     out = model.generate(

@@ -16,28 +16,36 @@ from icp.signals import distribution_signals
 FACTORIES = [MirostatV2LogitsProcessor, EDTLogitsProcessor, EntropixLogitsProcessor]
 
 
-@pytest.mark.parametrize("factory", FACTORIES)
-def test_contract_in_generate_without_host_reads(factory):
-    proc = factory()
-    model = tiny_llama()
+def generate_without_host_reads(proc, model, max_new_tokens: int = 10):
+    """Runs `proc` inside generate() with every host read made to raise after its first (setup) call.
+
+    Returns the generated ids and the number of calls. Shared by the baseline test modules.
+    """
     calls = []
     original = type(proc).__call__
 
     def guarded(self, input_ids, scores):
         calls.append(1)
         if len(calls) == 1:
-            return original(self, input_ids, scores)
+            return original(self, input_ids, scores)  # the first call sets up (once per generation)
         with forbid_host_reads():
             return original(self, input_ids, scores)
 
     type(proc).__call__ = guarded
     try:
         out = model.generate(
-            **prompt(), max_new_tokens=10, do_sample=True, top_k=0, logits_processor=LogitsProcessorList([proc])
-        )
+            **prompt(), max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
+            logits_processor=LogitsProcessorList([proc]),
+        )  # fmt: skip
     finally:
         type(proc).__call__ = original
-    assert out.shape == (4, 15) and len(calls) == 10
+    return out, len(calls)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_contract_in_generate_without_host_reads(factory):
+    out, calls = generate_without_host_reads(factory(), tiny_llama())
+    assert out.shape == (4, 15) and calls == 10
 
 
 @pytest.mark.parametrize("factory", FACTORIES)

@@ -7,7 +7,7 @@ import torch
 from helpers import VOCAB, prompt, tiny_llama
 from hypothesis import given
 from hypothesis import strategies as st
-from test_no_host_sync import forbid_host_reads
+from test_baselines import generate_without_host_reads
 from transformers import LogitsProcessorList
 
 from icp.baselines import AdaptivePLogitsProcessor, DRYLogitsProcessor
@@ -260,26 +260,8 @@ def test_adaptive_p_rows_are_independent(seed, batch, target, steps):
 
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_contract_in_generate_without_host_reads(factory):
-    proc = factory()
-    model = tiny_llama()
-    calls = []
-    original = type(proc).__call__
-
-    def guarded(self, input_ids, scores):
-        calls.append(1)
-        if len(calls) == 1:
-            return original(self, input_ids, scores)  # the first call sets up (once per generation)
-        with forbid_host_reads():
-            return original(self, input_ids, scores)
-
-    type(proc).__call__ = guarded
-    try:
-        out = model.generate(
-            **prompt(), max_new_tokens=10, do_sample=True, top_k=0, logits_processor=LogitsProcessorList([proc])
-        )
-    finally:
-        type(proc).__call__ = original
-    assert out.shape == (4, 15) and len(calls) == 10
+    out, calls = generate_without_host_reads(factory(), tiny_llama())
+    assert out.shape == (4, 15) and calls == 10
 
 
 @pytest.mark.parametrize("factory", FACTORIES)

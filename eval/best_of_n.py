@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench.decoders import get_decoder  # noqa: E402
-from bench.generation import _plain_signals, encode  # noqa: E402
+from bench.generation import answer_lengths, encode, plain_signals, stop_token_ids  # noqa: E402
 from bench.scoring import MetricBank, score_task  # noqa: E402
 from bench.tasks import default_data_dir, load_tasks  # noqa: E402
 from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: E402
@@ -45,7 +45,7 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
     icp = plan.icp
     per_item: list[list[dict]] = []
     icp_choice: list[int] = []
-    stop_ids = {model.generation_config.eos_token_id, tokenizer.pad_token_id} - {None}
+    stop_ids = stop_token_ids(model, tokenizer)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         inputs = encode(tokenizer, chunk, task.chat, model.device)
@@ -64,12 +64,8 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
                 **plan.kwargs,
             )
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
-        stop = torch.zeros_like(generated, dtype=torch.bool)
-        for token in stop_ids:
-            stop |= generated == token
-        full = torch.full((generated.shape[0],), generated.shape[1], dtype=torch.long)
-        lengths = torch.where(stop.any(1), stop.float().argmax(1), full)
-        signals = _plain_signals(out.logits, generated, lengths)
+        lengths = answer_lengths(generated, stop_ids)
+        signals = plain_signals(out.logits, generated, lengths)
         trace = icp.trace
         free_energy = trace.trajectory_free_energy()
         best = trace.best_of(n)

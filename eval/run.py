@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -114,6 +115,7 @@ def _git_hash() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 

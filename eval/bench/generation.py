@@ -24,7 +24,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from icp import ICP, ICPCompositionWarning
 
-__all__ = ["batches", "encode", "generate_batch"]
+__all__ = ["answer_lengths", "batches", "encode", "generate_batch", "plain_signals", "stop_token_ids"]
 
 
 def batches(items: list[dict], batch_size: int) -> list[list[dict]]:
@@ -52,7 +52,27 @@ def encode(tokenizer: Any, items: list[dict], chat: bool, device: torch.device) 
     return {k: v.to(device) for k, v in encoded.items()}
 
 
-def _plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, lengths: torch.Tensor) -> dict:
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The ids that end an answer: the model's EOS id(s) and the tokenizer's pad id."""
+    return (set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.pad_token_id}) - {None}
+
+
+def answer_lengths(generated: torch.Tensor, stop_ids: set[int]) -> torch.Tensor:
+    """Per row, the index of the first EOS/pad token (rows a criterion stopped are padded after their
+    last token), or the full width when there is none; on the CPU.
+
+    Example:
+        >>> answer_lengths(torch.tensor([[5, 6, 2, 2], [5, 6, 7, 8]]), {2}).tolist()
+        [2, 4]
+    """
+    stop = torch.zeros_like(generated, dtype=torch.bool)
+    for token in stop_ids:
+        stop |= generated == token
+    full = torch.full((generated.shape[0],), generated.shape[1], dtype=torch.long, device=generated.device)
+    return torch.where(stop.any(1), stop.float().argmax(1), full).cpu()
+
+
+def plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, lengths: torch.Tensor) -> dict:
     """Mean entropy, mean top probability and log-likelihood of each row's answer under the raw model."""
     steps = len(logits)
     valid = torch.arange(steps).unsqueeze(0) < lengths.clamp(min=1).unsqueeze(1)  # the EOS step when empty
@@ -141,17 +161,9 @@ def generate_batch(
         )
     prompt_length = inputs["input_ids"].shape[1]
     generated = out.sequences[:, prompt_length:]
-    stop_ids = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.pad_token_id}
-    stop_mask = torch.zeros_like(generated, dtype=torch.bool)
-    for token in stop_ids:
-        if token is not None:
-            stop_mask |= generated == token
-    # Length = index of the first EOS/pad (rows stopped by a criterion are padded after their last token).
-    has_stop = stop_mask.any(1)
-    full = torch.full_like(has_stop, generated.shape[1], dtype=torch.long)
-    lengths = torch.where(has_stop, stop_mask.float().argmax(1), full).cpu()
+    lengths = answer_lengths(generated, stop_token_ids(model, tokenizer))
     rows = []
-    signals = _plain_signals(out.logits, generated, lengths) if want_logit_signals else {}
+    signals = plain_signals(out.logits, generated, lengths) if want_logit_signals else {}
     icp = plan.icp if plan.icp is not None else observer
     trajectory = _trajectory(icp) if icp is not None else {}
     for i, item in enumerate(items):
@@ -162,7 +174,7 @@ def generate_batch(
             "tokens": tokens,
             "text": tokenizer.decode(tokens, skip_special_tokens=True),
             "n_tokens": n,
-            "reached_limit": n == generated.shape[1] and not bool(has_stop[i]),
+            "reached_limit": n == generated.shape[1],  # no EOS/pad anywhere in the row
         }
         for key, values in signals.items():
             row[key] = values[i]

@@ -126,19 +126,18 @@ def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path |
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .scoring import SIGNALS
+    from .scoring import SIGNALS, uncertainties
 
     fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.8), squeeze=False)
     for ax, suite in zip(axes[0], suites):
         rows = [e for e in examples if e.get("suite") == suite and e["decoder"] == decoder and "correct" in e]
         wrong = np.array([0.0 if r["correct"] else 1.0 for r in rows])
         steps = np.arange(1, len(rows) + 1)
-        for name, (key, sign) in SIGNALS.items():
-            if not rows or not all(key in r for r in rows):
+        for name in SIGNALS:
+            values = uncertainties(rows, name) if rows else None
+            if values is None:
                 continue
-            u = np.array([sign * r[key] for r in rows], dtype=float)
-            finite = np.isfinite(u)
-            u = np.where(finite, u, (u[finite].max() + 1.0) if finite.any() else 0.0)
+            u = np.asarray(values, dtype=float)
             order = np.argsort(u, kind="stable")  # most confident first
             ax.plot(
                 steps / len(rows),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRIC_DIR", "SIGNALS", "MetricBank", "score_task", "tuning_score"]
+__all__ = ["METRIC_DIR", "SIGNALS", "MetricBank", "score_task", "tuning_score", "uncertainties"]
 
 METRIC_DIR = Path(__file__).resolve().parent.parent / "metrics"
 
@@ -114,15 +114,28 @@ def _score_text_quality(bank, task, rows, items, resamples, out, ci) -> None:
     out["mean_tokens"] = float(np.mean([r["n_tokens"] for r in rows]))
 
 
+def uncertainties(rows: list[dict], name: str) -> list[float] | None:
+    """Signal `name` of every row as an uncertainty (higher = less confident), or None when a row lacks it.
+    A row that produced nothing has NaN signals: it counts as the most uncertain.
+
+    Example:
+        >>> uncertainties([{"mean_max_prob": 0.9}, {"mean_max_prob": float("nan")}], "max_prob")
+        [-0.9, 0.09999999999999998]
+    """
+    key, sign = SIGNALS[name]
+    if not all(key in r for r in rows):
+        return None
+    values = [sign * r[key] for r in rows]
+    worst = max((u for u in values if math.isfinite(u)), default=0.0) + 1.0
+    return [u if math.isfinite(u) else worst for u in values]
+
+
 def _score_detection(bank, rows, correct, resamples, out, ci) -> None:
     detector = bank("selective_prediction")
-    for name, (key, sign) in SIGNALS.items():
-        if not all(key in r for r in rows):
+    for name in SIGNALS:
+        uncertainty = uncertainties(rows, name)
+        if uncertainty is None:
             continue
-        uncertainty = [sign * r[key] for r in rows]
-        # A row that produced nothing has NaN signals: the most uncertain.
-        worst = max((u for u in uncertainty if math.isfinite(u)), default=0.0) + 1.0
-        uncertainty = [u if math.isfinite(u) else worst for u in uncertainty]
         values = detector.compute(uncertainty=uncertainty, correct=[int(c) for c in correct])
         out[f"auroc_{name}"] = float(values["auroc"])
         out[f"prr_{name}"] = float(values["prr"])

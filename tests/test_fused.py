@@ -39,10 +39,13 @@ def test_controlled_step_matches_the_reference_functions(seed, batch, vocab, sca
             z[2, 1] = float("inf")
     temperature = torch.rand(batch, generator=g) * 1.8 + 0.2
     token = torch.randint(0, vocab, (batch,), generator=g)
-    penalty = torch.rand(batch, generator=g) * 4 * (torch.rand(batch, generator=g) > 0.4)
-    fused = controlled_step(z, temperature, min_p, token, penalty)
+    # A few penalised tokens per row, some listed twice with different penalties (the largest wins).
+    listed = torch.randint(0, vocab, (batch, 5), generator=g)
+    penalty = torch.rand(batch, 5, generator=g) * 4 * (torch.rand(batch, 5, generator=g) > 0.4)
+    fused = controlled_step(z, temperature, min_p, listed, penalty)
 
-    penalised = sanitize_logits(z).scatter_add(1, token[:, None], -penalty[:, None])
+    dense = torch.zeros(batch, vocab).scatter_reduce(1, listed, penalty, reduce="amax", include_self=True)
+    penalised = sanitize_logits(z) - dense
     reference_q = temper_and_truncate(penalised, temperature, min_p)
     p = distribution_signals(z)
     tempered = tempered_signals(penalised, temperature)
@@ -72,5 +75,5 @@ def test_observed_step_has_zero_kl_and_equal_sides():
 def test_fused_step_does_not_modify_its_input():
     z = torch.randn(2, 30)
     before = z.clone()
-    controlled_step(z, torch.ones(2), 0.1, torch.tensor([0, 1]), torch.tensor([1.0, 2.0]))
+    controlled_step(z, torch.ones(2), 0.1, torch.tensor([[0], [1]]), torch.tensor([[1.0], [2.0]]))
     assert torch.equal(z, before)

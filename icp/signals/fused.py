@@ -100,10 +100,11 @@ def controlled_step(
     logits: torch.Tensor,
     temperature: torch.Tensor,
     min_p: float,
-    penalty_token: torch.Tensor | None = None,
+    penalty_tokens: torch.Tensor | None = None,
     penalty: torch.Tensor | None = None,
 ) -> ControlledStep:
-    """P's signals, then Q = min-p(softmax((z - penalty·1[token]) / T)) with its entropy and KL(Q||P).
+    """P's signals, then Q = min-p(softmax((z - π) / T)) with its entropy and KL(Q||P), where π is a
+    sparse per-row penalty on a few tokens (ICP's de-repetition).
 
     Equals [`observed_step`] followed by [`control_side`].
 
@@ -112,9 +113,10 @@ def controlled_step(
             and ``NaN`` are handled as in [`sanitize_logits`].
         temperature (`torch.FloatTensor` of shape `(batch,)`): per-row T > 0.
         min_p (`float`): min-p level in [0, 1); 0 disables truncation.
-        penalty_token (`torch.LongTensor` of shape `(batch,)`, *optional*): a token per row whose
-            logit is lowered by `penalty` (ICP's de-repetition) before tempering.
-        penalty (`torch.FloatTensor` of shape `(batch,)`, *optional*): nats to subtract (0 = none).
+        penalty_tokens (`torch.LongTensor` of shape `(batch, k)`, *optional*): per row, tokens whose
+            logits are lowered before tempering; a token listed several times gets its largest penalty.
+        penalty (`torch.FloatTensor` of shape `(batch, k)`, *optional*): nats to subtract from the
+            logit of the matching `penalty_tokens` entry (>= 0; 0 = none).
 
     Example:
         >>> import torch
@@ -128,14 +130,14 @@ def controlled_step(
         >>> bool(torch.allclose(s.kl, kl_divergence(ref, distribution_signals(z).logp), atol=1e-4))
         True
     """
-    return control_side(observed_step(logits), temperature, min_p, penalty_token, penalty)
+    return control_side(observed_step(logits), temperature, min_p, penalty_tokens, penalty)
 
 
 def control_side(
     observed: ControlledStep,
     temperature: torch.Tensor,
     min_p: float,
-    penalty_token: torch.Tensor | None = None,
+    penalty_tokens: torch.Tensor | None = None,
     penalty: torch.Tensor | None = None,
 ) -> ControlledStep:
     """Adds the tempered and sampled sides to an [`observed_step`] result (see [`controlled_step`]).
@@ -144,16 +146,19 @@ def control_side(
         observed ([`ControlledStep`]): the P side, from [`observed_step`].
         temperature (`torch.FloatTensor` of shape `(batch,)`): per-row T > 0.
         min_p (`float`): min-p level in [0, 1).
-        penalty_token (`torch.LongTensor` of shape `(batch,)`, *optional*): see [`controlled_step`].
-        penalty (`torch.FloatTensor` of shape `(batch,)`, *optional*): see [`controlled_step`].
+        penalty_tokens (`torch.LongTensor` of shape `(batch, k)`, *optional*): see [`controlled_step`].
+        penalty (`torch.FloatTensor` of shape `(batch, k)`, *optional*): see [`controlled_step`].
     """
     zc, log_total = observed.shifted_logits, observed.log_normalizer
     t = temperature.unsqueeze(-1)
     y = zc / t
-    penalised = penalty_token is not None and penalty is not None
+    penalised = penalty_tokens is not None and penalty is not None and penalty_tokens.shape[-1] > 0
     if penalised:
-        y.scatter_add_(1, penalty_token.unsqueeze(1), -(penalty / temperature).unsqueeze(1))
-        shift = y.amax(dim=-1)  # below 0 only if the penalised token was the unique maximum
+        # y_j <- min(y_j, y_j - π_i/T over the entries i naming j) = y_j - max_i π_i / T: no (batch, vocab)
+        # penalty tensor, one gather and one scatter over the k entries.
+        lowered = y.gather(1, penalty_tokens) - penalty.to(y.dtype) / t
+        y.scatter_reduce_(1, penalty_tokens, lowered, reduce="amin", include_self=True)
+        shift = y.amax(dim=-1)  # below 0 only if a penalised token was the maximum
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
         y = y - shift.unsqueeze(-1)
     weights, log_total_t, mean_t, var_t = _moments_of_shifted(y)
@@ -169,11 +174,15 @@ def control_side(
         log_total_q, mean_q = log_total_t, mean_t
         logq = y - log_total_t.unsqueeze(-1)
     logq = torch.nan_to_num(logq, nan=float("-inf"), neginf=float("-inf"))
-    # KL = E_q[log q - log p] = E_q[y] - c_q - E_q[zc] + log Σe^zc, and zc = T·(y + shift) + penalty·1[j].
-    kl = (1.0 - temperature) * mean_q - log_total_q + log_total
+    # KL = E_q[log q - log p] = E_q[y] - c_q - E_q[zc] + log Σe^zc. Without a penalty zc = T·y, so
+    # E_q[zc] = T·E_q[y] and no extra pass is needed; with one, E_q[zc] takes one weighted sum.
     if penalised:
-        q_j = logq.gather(1, penalty_token.unsqueeze(1)).squeeze(1).exp()
-        kl = kl - temperature * shift - q_j * penalty
+        kept_weights = kept if min_p > 0.0 else weights
+        kept_total = total_q if min_p > 0.0 else log_total_t.exp()
+        mean_zc = (kept_weights * zc).nansum(dim=-1) / kept_total
+        kl = mean_q - log_total_q - mean_zc + log_total
+    else:
+        kl = (1.0 - temperature) * mean_q - log_total_q + log_total
     h_t, v_t, h_q, kl = _finite_rows(log_total_t - mean_t, var_t, log_total_q - mean_q, kl)
     return observed._replace(
         tempered_entropy=h_t, tempered_varentropy=v_t, sampled_entropy=h_q, kl=kl.clamp_min(0.0), logq=logq

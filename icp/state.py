@@ -12,14 +12,22 @@ import torch
 
 from .config import ICPConfig
 from .generation_context import GenerationContext
-from .signals import trailing_cycle
+from .signals import extend_repeat_lengths, repeat_lengths, trailing_cycle
 from .signals.fused import chosen_surprisal
 from .trace import STOP_REASONS, Trace, TraceBuffers
 
-__all__ = ["DecodingState", "LENGTH", "EOS", "LOOP", "DIVERGENCE"]
+__all__ = ["DecodingState", "LENGTH", "EOS", "LOOP", "DIVERGENCE", "REPEAT_CAP"]
+
+
+def config_penalises(config: ICPConfig) -> bool:
+    """Whether ICP's de-repetition is on (it needs the repeat lengths)."""
+    return config.control and config.derepeat_penalty > 0
+
 
 LENGTH, EOS, LOOP, DIVERGENCE = range(len(STOP_REASONS))
 _DEFAULT_CAPACITY = 256
+#: Longest repeat the de-repetition counts (its penalty is far beyond any logit gap well before).
+REPEAT_CAP = 32
 
 
 class DecodingState:
@@ -80,8 +88,14 @@ class DecodingState:
         self.stop_step = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.over_bound_steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.loop_progress = torch.zeros(batch, dtype=torch.float32, device=device)
-        self.cycle_next_token = torch.zeros(batch, dtype=torch.long, device=device)
         self.loop_now = torch.zeros(batch, dtype=torch.bool, device=device)
+        pad = context.pad_token_id if context is not None else None
+        self.pad_id = pad if isinstance(pad, int) else None
+        # Repeat lengths of every earlier position against the last token (prompt included): what
+        # the de-repetition penalises. Updated in O(context) per step by `observe_token`.
+        self.repeat_lengths = (
+            repeat_lengths(input_ids, self._valid(input_ids), REPEAT_CAP) if config_penalises(self.config) else None
+        )
         self.coherence_reference: torch.Tensor | None = None
         self.last_step = None  # the processor's latest ControlledStep
         eos = list(self.config.eos_token_ids)
@@ -122,13 +136,19 @@ class DecodingState:
         window = input_ids[:, max(self.prompt_length, length - loop.window) :]
         cycle = trailing_cycle(window, loop.max_period, loop.min_repeats, loop.min_loop_tokens)
         self.loop_progress = torch.where(active, cycle.progress, self.loop_progress)
-        width = window.shape[1]
-        next_index = (width - cycle.period).clamp(0, width - 1)
-        self.cycle_next_token = window.gather(1, next_index.unsqueeze(1)).squeeze(1)
         self.loop_now = active & (cycle.progress >= 1.0)
+        if self.repeat_lengths is not None:
+            valid = self._valid(input_ids)
+            if self.repeat_lengths.shape[1] == length - 2:
+                self.repeat_lengths = extend_repeat_lengths(self.repeat_lengths, input_ids, valid, REPEAT_CAP)
+            else:  # a token was not observed (cannot happen inside generate()): recompute
+                self.repeat_lengths = repeat_lengths(input_ids, valid, REPEAT_CAP)
 
         if self.eos_ids is not None:
             self.stop_rows(torch.isin(token, self.eos_ids) & active, EOS, step)
+
+    def _valid(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        return input_ids != self.pad_id if self.pad_id is not None else None
 
     def divergence_now(self) -> torch.Tensor:
         """Rows whose F or U has been beyond its bound for `patience` consecutive steps."""

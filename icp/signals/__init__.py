@@ -18,7 +18,14 @@ from .distribution import (
     varentropy,
 )
 from .fusion import free_energy
-from .repetition import RepeatedCycle, loop_progress, trailing_cycle
+from .repetition import (
+    RepeatedCycle,
+    extend_repeat_lengths,
+    loop_progress,
+    repeat_lengths,
+    repeat_penalty,
+    trailing_cycle,
+)
 from .uncertainty import entropy_volatility
 
 __all__ = [
@@ -30,9 +37,12 @@ __all__ = [
     "ema_update",
     "entropy",
     "entropy_volatility",
+    "extend_repeat_lengths",
     "free_energy",
     "kl_divergence",
     "log_prob_moments",
+    "repeat_lengths",
+    "repeat_penalty",
     "loop_progress",
     "sanitize_logits",
     "temper_and_truncate",

@@ -12,7 +12,14 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["RepeatedCycle", "trailing_cycle", "loop_progress"]
+__all__ = [
+    "RepeatedCycle",
+    "extend_repeat_lengths",
+    "loop_progress",
+    "repeat_lengths",
+    "repeat_penalty",
+    "trailing_cycle",
+]
 
 
 class RepeatedCycle(NamedTuple):
@@ -92,3 +99,100 @@ def loop_progress(window: torch.Tensor, max_period: int, min_repeats: int, min_l
     tensor([0.7500])
     """
     return trailing_cycle(window, max_period, min_repeats, min_loop_tokens).progress
+
+
+# ------------------------------------------------------------------------------ repeat lengths (DRY-like)
+# For the last position n-1 of a row and every earlier position i, the repeat length L(i) is the
+# length of the longest common run of tokens ending at i and at n-1 (L(i) >= 1 iff token[i] equals the
+# last token). Emitting token[i + 1] next would extend that repeat to L(i) + 1 tokens. When one token
+# is appended, L obeys  L_new(i) = [token[i] == new token] · (L_old(i - 1) + 1),  so ICP keeps L per row
+# and updates it with one comparison and one shift per step, whatever the repeat lengths.
+
+
+def repeat_lengths(ids: torch.Tensor, valid: torch.Tensor | None, cap: int) -> torch.Tensor:
+    """L(i) for every position i < n - 1 against the last one, computed from scratch (a loop over
+    at most `cap` offsets; ICP runs it once per generation, on the prompt).
+
+    Args:
+        ids (`torch.LongTensor` of shape `(batch, n)`): token ids, oldest first.
+        valid (`torch.BoolTensor` of shape `(batch, n)`, *optional*): False marks padding, which never
+            matches (it ends a repeat).
+        cap (`int`): the largest length counted (>= 1).
+
+    Returns:
+        `torch.IntTensor` of shape `(batch, n - 1)` (empty when n < 2).
+
+    Example:
+
+    >>> import torch
+    >>> from icp.signals.repetition import repeat_lengths
+    >>> repeat_lengths(torch.tensor([[7, 1, 2, 9, 1, 2]]), None, cap=8)  # "1 2" ends at i = 2
+    tensor([[0, 0, 2, 0, 0]], dtype=torch.int32)
+    """
+    batch, n = ids.shape
+    if n < 2:
+        return torch.zeros(batch, 0, dtype=torch.int32, device=ids.device)
+    ok = torch.ones_like(ids, dtype=torch.bool) if valid is None else valid
+    length = torch.zeros(batch, n - 1, dtype=torch.int32, device=ids.device)
+    alive = torch.ones(batch, n - 1, dtype=torch.bool, device=ids.device)
+    padded_ids = torch.nn.functional.pad(ids[:, :-1], (cap, 0), value=0)
+    padded_ok = torch.nn.functional.pad(ok[:, :-1], (cap, 0), value=False)
+    for j in range(min(cap, n - 1)):
+        earlier = padded_ids[:, cap - j : cap - j + n - 1]  # token[i - j]
+        earlier_ok = padded_ok[:, cap - j : cap - j + n - 1]
+        last = ids[:, n - 1 - j : n - j]  # token[n - 1 - j]
+        alive = alive & earlier_ok & ok[:, n - 1 - j : n - j] & (earlier == last)
+        length = length + alive.to(torch.int32)
+    return length
+
+
+def extend_repeat_lengths(
+    previous: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor | None, cap: int
+) -> torch.Tensor:
+    """L after appending the last token of `ids` to a context whose lengths were `previous`.
+
+    Args:
+        previous (`torch.IntTensor` of shape `(batch, n - 2)`): [`repeat_lengths`] of `ids[:, :-1]`.
+        ids (`torch.LongTensor` of shape `(batch, n)`): the context with the new token last.
+        valid (`torch.BoolTensor` of shape `(batch, n)`, *optional*): see [`repeat_lengths`].
+        cap (`int`): the largest length counted.
+
+    Example:
+
+    >>> import torch
+    >>> from icp.signals.repetition import extend_repeat_lengths, repeat_lengths
+    >>> ids = torch.tensor([[7, 1, 2, 9, 1, 2, 9]])
+    >>> torch.equal(extend_repeat_lengths(repeat_lengths(ids[:, :-1], None, 8), ids, None, 8),
+    ...             repeat_lengths(ids, None, 8))
+    True
+    """
+    same = ids[:, :-1] == ids[:, -1:]
+    if valid is not None:
+        same = same & valid[:, :-1] & valid[:, -1:]
+    grown = torch.nn.functional.pad(previous, (1, 0), value=0) + 1  # L_old(i - 1) + 1, with L_old(-1) = 0
+    return torch.where(same, grown.clamp_max(cap), 0).to(torch.int32)
+
+
+def repeat_penalty(lengths: torch.Tensor, multiplier: float, base: float, allowed_length: int) -> torch.Tensor:
+    """DRY's penalty, in nats, for the token after each position: ``multiplier · base^(L - allowed_length)``
+    where ``L >= allowed_length``, else 0 (p-e-w, text-generation-webui PR #5677).
+
+    Args:
+        lengths (`torch.IntTensor` of shape `(batch, m)`): repeat lengths from [`repeat_lengths`].
+        multiplier (`float`): penalty at ``L = allowed_length``.
+        base (`float`): growth per extra repeated token, >= 1.
+        allowed_length (`int`): repeats shorter than this are free.
+
+    Example:
+
+    >>> import torch
+    >>> from icp.signals.repetition import repeat_penalty
+    >>> repeat_penalty(torch.tensor([[0, 1, 2, 3]]), 0.8, 2.0, 2)
+    tensor([[0.0000, 0.0000, 0.8000, 1.6000]])
+    """
+    exponent = (lengths - allowed_length).clamp(0, 60).to(torch.float32)
+    value = (multiplier * torch.pow(base, exponent)).clamp_max(_MAX_REPEAT_PENALTY)
+    return torch.where(lengths >= allowed_length, value, 0.0)
+
+
+_MAX_REPEAT_PENALTY = 1.0e4  # nats: far beyond any logit gap, and finite

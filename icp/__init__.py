@@ -1,9 +1,9 @@
 """icp — the Inference Control Plane: closed-loop control of Hugging Face transformers decoding."""
 
-from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds
+from .cards import ICPCardWarning
+from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds, TrackingConfig
 from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
 from .generation_context import UnsupportedDecodingError
-from .cards import ICPCardWarning
 from .processors import ICP, ICPCompositionWarning, ICPLogitsProcessor
 from .regimes import REGIMES
 from .trace import STOP_REASONS, Trace
@@ -24,6 +24,7 @@ __all__ = [
     "RegimeThresholds",
     "STOP_REASONS",
     "Trace",
+    "TrackingConfig",
     "UnsupportedDecodingError",
     "load_default_model",
 ]

@@ -533,6 +533,20 @@ def _check_calibration_args(prompts, temperatures, max_new_tokens, n_bootstrap, 
     return sorted(set(temps))
 
 
+def _last_finite(values: np.ndarray) -> list[float]:
+    """Each row's last finite value (rows with none are skipped)."""
+    out = []
+    for row in values:
+        finite = row[np.isfinite(row)]
+        if finite.size:
+            out.append(float(finite[-1]))
+    return out
+
+
+def _median_or_nan(values: list[float]) -> float:
+    return round(float(np.median(values)), 5) if values else math.nan
+
+
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
     count = np.isfinite(x).sum(axis=axis)
     total = np.where(np.isfinite(x), x, 0.0).sum(axis=axis)
@@ -607,6 +621,7 @@ def calibrate(
     eos = np.zeros((n_t, n_p), dtype=bool)
     seconds = np.zeros(n_t)
     peaks: list[np.ndarray] = []
+    sensitivity: list[list[float]] = [[] for _ in temps]  # per temperature: each row's final local slope
     bar = tqdm(total=n_t * len(batches) * max_new_tokens, desc="calibrating", unit="step", disable=not progress)
     try:
         for i, temperature in enumerate(temps):
@@ -624,6 +639,9 @@ def calibrate(
                     heat_rate=0.0,
                     cool_rate=0.0,
                     derepeat_penalty=0.0,
+                    # A long, unshrunk average: the trace's coherence_sensitivity is then the row's own
+                    # local slope -dE[C]/dH_T (the target cannot move T, which is pinned).
+                    tracking={"prior": 1e-6, "decay": 0.98},
                 )
                 ticker = _Progress(bar)
                 probe = _HeatCapacityProbe(grid) if temperature == probe_t else None
@@ -650,6 +668,7 @@ def calibrate(
                 rows["C"].append(d["coherence"])
                 rows["U"].append(d["meta_uncertainty"])
                 rows["V"].append(d["varentropy"])
+                sensitivity[i].extend(_last_finite(d["coherence_sensitivity"]))
                 reasons = trace.stop_reasons
                 b = len(reasons)
                 looped[i, offset : offset + b] = [r == "loop" for r in reasons]
@@ -716,6 +735,7 @@ def calibrate(
                 "divergence_rate": round(float(diverged[i].mean()), 4),
                 "eos_rate": round(float(eos[i].mean()), 4),
                 "tokens": int(decoded.sum()),
+                "local_sensitivity": _median_or_nan(sensitivity[i]),
                 "seconds": round(float(seconds[i]), 2),
             }
         )

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import RegimeThresholds
 
 __all__ = [
@@ -239,9 +241,28 @@ class ModelCard:
             path=path,
         )
 
+    @property
+    def reference_sensitivity(self) -> float | None:
+        """|dC/dH| of the card's fitted C(H) curve at H*: the sensitivity the online tracker holds
+        each row to (`icp.TrackingConfig.reference_sensitivity`); None if the fit is missing."""
+        fit = self.icp.get("fit") or {}
+        try:
+            a, h0, w = float(fit["a"]), float(fit["h0"]), float(fit["w"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (w > 0 and a > 0):
+            return None
+        s = 0.5 * (1.0 + math.tanh(0.5 * (self.target_entropy - h0) / w))
+        return a / w * s * (1.0 - s)
+
     def config_overrides(self) -> dict[str, Any]:
-        """The [`icp.ICPConfig`] fields the card sets: `target_entropy` and `regimes`."""
-        return {"target_entropy": self.target_entropy, "regimes": self.regimes.to_dict()}
+        """The [`icp.ICPConfig`] fields the card sets: `target_entropy`, `regimes` and the tracker's
+        `reference_sensitivity` (a partial `tracking` dict, merged into the config's)."""
+        overrides: dict[str, Any] = {"target_entropy": self.target_entropy, "regimes": self.regimes.to_dict()}
+        reference = self.reference_sensitivity
+        if reference is not None and reference > 0:
+            overrides["tracking"] = {"reference_sensitivity": round(reference, 6)}
+        return overrides
 
     def summary(self) -> dict[str, Any]:
         """What a trace records about the card (`trace.metadata["card"]`)."""
@@ -478,6 +499,33 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fitted_slope_at_target(result: Any) -> float:
+    fit = result.fit
+    a, h0, w = float(fit["a"]), float(fit["h0"]), float(fit["w"])
+    if not (w > 0):
+        return math.nan
+    s = 0.5 * (1.0 + math.tanh(0.5 * (result.target_entropy - h0) / w))
+    return a / w * s * (1.0 - s)
+
+
+def _local_slope_sentence(result: Any) -> str:
+    rows = [s for s in result.sweep if isinstance(s.get("local_sensitivity"), (int, float))]
+    rows = [s for s in rows if math.isfinite(s["local_sensitivity"])]
+    if len(rows) < 2:
+        return "This calibration did not record it."
+    h = np.array([s["tempered_entropy"] for s in rows])
+    v = np.array([s["local_sensitivity"] for s in rows])
+    order = np.argsort(h)
+    at_target = float(np.interp(result.target_entropy, h[order], v[order]))
+    fitted = _fitted_slope_at_target(result)
+    return (
+        f"Interpolated at H* it is {at_target:.4f} coherence per nat, against {fitted:.4f} for the fitted "
+        f"curve's slope there (two different measurements: one per step and causal, one across "
+        f"temperatures); it rises from {v[order][0]:.4f} at H_T {h[order][0]:.2f} to {v[order][-1]:.4f} at "
+        f"H_T {h[order][-1]:.2f}."
+    )
+
+
 def _card_body(result: Any, model_id: str) -> str:
     r = result
     fit = r.fit
@@ -517,6 +565,7 @@ Calibrated on {r.date[:10]} in {r.seconds:.0f} s ({versions}).
 | critical entropy H_c | {r.critical_entropy:.3f} nats ({level} CI {_fmt(lo)}-{_fmt(hi)}) |
 | regime thresholds (read at T = {r.reference_temperature:g}) | {thresholds} |
 | per-step heat-capacity peak T_c | {peaks} |
+| fitted \\|dC/dH\\| at H* (the tracker's reference σ*) | {_fmt(_fitted_slope_at_target(r), 4)} coherence per nat |
 
 ## How the numbers were measured
 
@@ -545,6 +594,12 @@ quartile of H, unstable = the 95th percentile of H and of U, coherent = the 10th
 **Heat capacity** (`004_*`: softmax is the Gibbs distribution of energies E = -z at temperature T, and
 Var(E)/T² is its heat capacity). For every step of the T = {heat.get("probe_temperature", float("nan")):g} run
 the curve C_v(T) was evaluated on a log grid of T and its peak T_c located. Read-out: {verdict.rstrip(".")}.
+
+**Local slope** (`icp.signals.criticality`): at every step ICP also measures, per row, the causal
+slope -dE[C]/dH_T = Cov_q[c, y] / Var_q[y] of the step's own distribution (its top 32 tokens) and
+averages it over the row. The sweep's `local_sensitivity` column is the median over prompts of each
+row's average. {_local_slope_sentence(r)} Online, ICP moves each row's target toward where its own
+local slope equals σ* (`icp.TrackingConfig`).
 
 ![C(H) and the heat-capacity peaks]({PLOT_FILE})
 

@@ -18,10 +18,11 @@ keeps x bounded whatever the logits do.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["LogTemperatureController"]
+__all__ = ["CriticalRegionTracker", "LogTemperatureController", "TrackerState"]
 
 
 class LogTemperatureController:
@@ -80,9 +81,104 @@ class LogTemperatureController:
         x = x + self.heat_rate * rigid.to(x.dtype) - self.cool_rate * unstable.to(x.dtype)
         return x.clamp(self.log_min, self.log_max)
 
-    def update(self, x: torch.Tensor, sampled_entropy: torch.Tensor, sampled_varentropy: torch.Tensor) -> torch.Tensor:
-        """One feedback step from the entropy H_Q and varentropy V_Q of the sampled distribution."""
+    def update(
+        self,
+        x: torch.Tensor,
+        sampled_entropy: torch.Tensor,
+        sampled_varentropy: torch.Tensor,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One feedback step from the entropy and varentropy of the steered distribution, toward
+        `target` (per row, from [`CriticalRegionTracker`]) or, without it, the fixed H*."""
         sensitivity = sampled_varentropy / (self.sensitivity_floor + sampled_varentropy)
-        error = sampled_entropy - self.target_entropy
+        error = sampled_entropy - (self.target_entropy if target is None else target)
         x = x - self.gain * sensitivity * error - self.leak * (x - self.log_initial)
         return x.clamp(self.log_min, self.log_max)
+
+
+class TrackerState(NamedTuple):
+    """Per-row state of [`CriticalRegionTracker`] (float32, shape `(batch,)`).
+
+    Attributes:
+        covariance: running average of Cov_q[c, y].
+        variance: running average of Var_q[y].
+        offset: the target's offset from H*, in nats.
+    """
+
+    covariance: torch.Tensor
+    variance: torch.Tensor
+    offset: torch.Tensor
+
+
+class CriticalRegionTracker:
+    """Moves each row's target entropy along its own local slope of coherence against entropy.
+
+    With per-step moments Cov_q[c, y] and Var_q[y] ([`icp.signals.criticality`]), per row:
+
+        A ← β·A + (1 - β)·Cov,    B ← β·B + (1 - β)·Var,    σ = (A + π·σ*) / (B + π)
+        d ← clip(d + ρ·tanh((σ* - σ) / σ*), -δ, δ),        target = max(H* + d, 0)
+
+    σ is the sensitivity -dE[C]/dH_T, a ratio of averages so that near-deterministic steps (Var ≈ 0)
+    weigh nothing, shrunk toward σ* by π nats² of pseudo-variance. A row whose coherence is flatter
+    than at the calibrated operating point (σ < σ*) is moved hotter, one on the steep side cooler; the
+    offset integrates at most ρ nats a step and stays within ±δ, so the target can neither run away
+    nor oscillate faster than the controller follows it.
+
+    Args:
+        target_entropy (`float`): H* in nats.
+        rate (`float`): ρ, nats per step.
+        bound (`float`): δ, nats.
+        reference_sensitivity (`float`): σ*, coherence per nat.
+        decay (`float`): β in [0, 1).
+        prior (`float`): π, nats².
+
+    Example:
+        >>> import torch
+        >>> from icp.controller import CriticalRegionTracker
+        >>> tracker = CriticalRegionTracker(2.0, rate=0.1, bound=1.0, reference_sensitivity=0.02, decay=0.5, prior=0.1)
+        >>> state = tracker.initial_state(2, torch.device("cpu"))
+        >>> cov, var = torch.tensor([0.0, 0.2]), torch.tensor([2.0, 2.0])  # flat row, steep row
+        >>> for _ in range(5):
+        ...     state, target = tracker.update(state, cov, var, torch.tensor([True, True]))
+        >>> bool(target[0] > 2.0), bool(target[1] < 2.0)
+        (True, True)
+    """
+
+    def __init__(
+        self,
+        target_entropy: float,
+        rate: float,
+        bound: float,
+        reference_sensitivity: float,
+        decay: float,
+        prior: float,
+    ) -> None:
+        self.target_entropy = float(target_entropy)
+        self.rate = float(rate)
+        self.bound = float(bound)
+        self.reference = float(reference_sensitivity)
+        self.decay = float(decay)
+        self.prior = float(prior)
+
+    def initial_state(self, batch_size: int, device: torch.device) -> TrackerState:
+        """No evidence yet: σ = σ*, offset 0."""
+        zeros = torch.zeros(batch_size, dtype=torch.float32, device=device)
+        return TrackerState(zeros, zeros.clone(), zeros.clone())
+
+    def sensitivity(self, state: TrackerState) -> torch.Tensor:
+        """σ per row, coherence per nat."""
+        return (state.covariance + self.prior * self.reference) / (state.variance + self.prior)
+
+    def update(
+        self, state: TrackerState, covariance: torch.Tensor, variance: torch.Tensor, active: torch.Tensor
+    ) -> tuple[TrackerState, torch.Tensor]:
+        """Folds in one step's moments (rows not `active` are left as they were); returns the new
+        state and each row's target entropy."""
+        keep = self.decay
+        cov = torch.where(active, keep * state.covariance + (1.0 - keep) * covariance, state.covariance)
+        var = torch.where(active, keep * state.variance + (1.0 - keep) * variance, state.variance)
+        moved = TrackerState(cov, var, state.offset)
+        error = torch.tanh((self.reference - self.sensitivity(moved)) / self.reference)
+        offset = torch.where(active, (state.offset + self.rate * error).clamp(-self.bound, self.bound), state.offset)
+        target = (self.target_entropy + offset).clamp_min(0.0)
+        return TrackerState(cov, var, offset), target

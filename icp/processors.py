@@ -20,6 +20,7 @@ processors. ICP is a whole sampling policy (its own temperature and min-p trunca
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import warnings
@@ -30,11 +31,12 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaL
 
 from .cards import ICPCardWarning, ModelCard, find_card, load_card
 from .config import ICPConfig
-from .controller import LogTemperatureController
+from .controller import CriticalRegionTracker, LogTemperatureController
 from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
 from .hooks import ModelHooks
 from .regimes import RIGID, UNSTABLE, classify_regime
-from .signals import context_recall, cosine_continuity, ema_update, entropy_volatility, free_energy
+from .signals import context_recall, cosine_continuity, ema_update, entropy_volatility, free_energy, repeat_penalty
+from .signals.criticality import candidate_coherence, coherence_sensitivity_moments
 from .signals.fused import ControlledStep, control_side, observed_step
 from .state import DecodingState
 from .trace import Trace
@@ -42,7 +44,7 @@ from .trace import Trace
 __all__ = ["ICP", "ICPLogitsProcessor", "ICPCompositionWarning", "ICPCardWarning", "UnsupportedDecodingError"]
 
 logger = logging.getLogger(__name__)
-_NESTED = ("regimes", "loop", "divergence")
+_NESTED = ("regimes", "loop", "divergence", "tracking")
 _WARNED_NO_CARD: set[str] = set()  # model ids already warned about (once per process)
 
 
@@ -100,6 +102,18 @@ class ICPLogitsProcessor(LogitsProcessor):
             cool_rate=config.cool_rate,
             sensitivity_floor=config.sensitivity_floor,
         )
+        self.tracker = CriticalRegionTracker(
+            target_entropy=config.target_entropy,
+            rate=config.tracking.rate,
+            bound=config.tracking.bound,
+            reference_sensitivity=config.tracking.reference_sensitivity,
+            decay=config.tracking.decay,
+            prior=config.tracking.prior,
+        )
+        # The target follows the critical region only where candidate tokens' coherence can be read.
+        self.tracks_target = config.tracking.enabled and self.coherence_source == "embedding"
+        if self.coherence_source == "embedding":
+            self.embedding_norms = (self.embeddings.float() - self.embedding_center).norm(dim=-1)
         self.observe_only = not config.control
 
     def reset(self) -> None:
@@ -130,6 +144,7 @@ class ICPLogitsProcessor(LogitsProcessor):
                 self.observe_only = True
         x0 = self.controller.initial_state(scores.shape[0], scores.device)
         self.state.start(input_ids, scores, x0, context, generation_id)
+        self.state.tracker = self.tracker.initial_state(scores.shape[0], scores.device)
 
     def _warn_about_composition(self, context: GenerationContext) -> None:
         if not context.do_sample and self.config.control:
@@ -180,6 +195,7 @@ class ICPLogitsProcessor(LogitsProcessor):
             meta = entropy_volatility(state.buffers.window("entropy", step, config.volatility_window))
         regime = classify_regime(dist.entropy, coherence, meta, state.loop_progress, config.regimes)
 
+        target = sensitivity = None
         if self.observe_only:
             temperature = torch.ones_like(dist.entropy)
             output = scores
@@ -189,13 +205,23 @@ class ICPLogitsProcessor(LogitsProcessor):
                 active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature
             )
             temperature = x.exp()
-            # De-repeat rigid rows: push down the token that would continue the repeated cycle.
-            penalty = config.derepeat_penalty * rigid.to(temperature.dtype) if config.derepeat_penalty > 0 else None
-            dist = control_side(dist, temperature, config.min_p, state.cycle_next_token, penalty)
+            penalty_tokens = penalty = None
+            if state.repeat_lengths is not None and state.repeat_lengths.shape[1] > 0:
+                # De-repetition: tokens that would extend a repeat of the context lose DRY's penalty.
+                penalty_tokens = input_ids[:, 1:]
+                penalty = repeat_penalty(
+                    state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
+                )
+            dist = control_side(dist, temperature, config.min_p, penalty_tokens, penalty)
+            if self.tracks_target:
+                target, sensitivity = self._track(dist, active)
             # The controller steers the tempered distribution's entropy; min-p then only trims its tail.
-            updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy)
+            updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy, target)
             state.log_temperature = torch.where(active, updated, state.log_temperature)
             output = dist.logq
+        if target is None:
+            target = torch.full_like(dist.entropy, config.target_entropy)
+            sensitivity = torch.full_like(dist.entropy, math.nan)
         kl = dist.kl
 
         energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)
@@ -216,6 +242,8 @@ class ICPLogitsProcessor(LogitsProcessor):
                 "temperature": temperature,
                 "tempered_entropy": dist.tempered_entropy,
                 "sampled_entropy": dist.sampled_entropy,
+                "target": target,
+                "coherence_sensitivity": sensitivity,
                 "regime": regime,
             },
             active,
@@ -223,6 +251,19 @@ class ICPLogitsProcessor(LogitsProcessor):
         state.last_step = dist  # its shifted logits give the chosen token's surprisal next step
         state.step = step + 1
         return output
+
+    def _track(self, dist: ControlledStep, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local slope of coherence against entropy on Q's top candidates -> each row's target."""
+        state = self.state
+        k = min(self.config.tracking.candidates, dist.logq.shape[-1])
+        logq, ids = dist.logq.topk(k, dim=-1)
+        coherence = candidate_coherence(
+            ids, self.embeddings, self.embedding_center, self.embedding_norms, state.coherence_reference
+        )
+        # logq = y - c_q, so its moments are those of y: Var_q[y] = dH/dlog T and Cov_q[c, y].
+        moments = coherence_sensitivity_moments(logq, coherence, torch.ones_like(dist.entropy))
+        state.tracker, target = self.tracker.update(state.tracker, moments.covariance, moments.variance, active)
+        return target, self.tracker.sensitivity(state.tracker)
 
     def _coherence(self, input_ids: torch.Tensor, dist: ControlledStep, active: torch.Tensor) -> torch.Tensor:
         state, config = self.state, self.config
@@ -300,7 +341,8 @@ class ICP(LogitsProcessorList):
         self.card = self._resolve_card(card, model, explicit_config=config is not None)
         if self.card is not None:
             merged = base.to_dict()
-            merged.update(self.card.config_overrides())
+            for key, value in self.card.config_overrides().items():
+                merged[key] = {**merged[key], **value} if key == "tracking" else value
             base = ICPConfig.from_dict(merged)
         if overrides:
             merged = base.to_dict()

@@ -29,6 +29,8 @@ FLOAT_SIGNALS: tuple[str, ...] = (
     "temperature",
     "tempered_entropy",
     "sampled_entropy",
+    "target",
+    "coherence_sensitivity",
     "surprisal",
 )
 #: Stop reasons by code; "length" means the row decoded until generate() ended (max_new_tokens or
@@ -386,8 +388,9 @@ class Trace:
             return cls(arrays, archive["stop_reason"], archive["stop_step"], json.loads(str(archive["metadata"])))
 
     def plot(self, path: str, max_rows: int = 8) -> str:
-        """Writes a PNG: the phase portrait (H against C, coloured by regime) and time series of H, C,
-        U and T for up to `max_rows` rows. Needs matplotlib. Returns `path`.
+        """Writes a PNG: the phase portrait (H against C, coloured by regime) and time series, for up to
+        `max_rows` rows, of the tempered entropy H_T with the row's target (dashed: it moves where
+        the target tracks the critical region), C, U and T. Needs matplotlib. Returns `path`.
 
         Args:
             path (`str`): where to write the PNG.
@@ -414,7 +417,7 @@ class Trace:
         ax.set_title("phase portrait (one dot per token)")
         ax.legend(loc="lower left", fontsize=8)
         series = (
-            ("entropy", "H (nats)"),
+            ("tempered_entropy", "H_T, target (nats)"),
             ("coherence", "C"),
             ("meta_uncertainty", "U"),
             ("temperature", "ICP temperature T"),
@@ -423,7 +426,9 @@ class Trace:
         for i, (name, label) in enumerate(series):
             axi = fig.add_subplot(grid[i, 1])
             for b in rows:
-                axi.plot(self.arrays[name][b], lw=0.9, label=f"row {b}")
+                (line,) = axi.plot(self.arrays[name][b], lw=0.9, label=f"row {b}")
+                if name == "tempered_entropy" and "target" in self.arrays:
+                    axi.plot(self.arrays["target"][b], lw=0.9, ls="--", color=line.get_color())
             axi.set_ylabel(label)
             if i == len(series) - 1:
                 axi.set_xlabel("step")

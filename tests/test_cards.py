@@ -309,3 +309,21 @@ def test_the_default_model_finds_its_shipped_card():
     icp = ICP(model)
     assert icp.card is not None and icp.card.model_id == DEFAULT_MODEL_NAME
     assert icp.config.target_entropy == card.target_entropy
+
+
+def test_the_card_sets_the_trackers_reference_to_its_fitted_slope_at_the_target(cards_dir, monkeypatch):
+    from icp.calibrate import LogisticFit
+
+    for path in sorted(REPO_CARDS.glob(f"*/{CARD_FILE}")):
+        card = load_card(path)
+        fit = card.icp["fit"]
+        slope = LogisticFit(fit["c0"], fit["a"], fit["h0"], fit["w"]).slope(card.target_entropy)
+        assert card.reference_sensitivity == pytest.approx(abs(float(slope)), rel=1e-6)
+    monkeypatch.setenv(ENV_VAR, str(REPO_CARDS))
+    card = load_card(next(iter(sorted(REPO_CARDS.glob(f"*/{CARD_FILE}")))))
+    model = _named_model(card.model_id)
+    icp = ICP(model, tracking={"rate": 0.1})
+    # The card's reference merges with the caller's other tracking fields; the caller's win.
+    assert icp.config.tracking.reference_sensitivity == pytest.approx(card.reference_sensitivity, rel=1e-4)
+    assert icp.config.tracking.rate == 0.1
+    assert ICP(model, tracking={"reference_sensitivity": 0.5}).config.tracking.reference_sensitivity == 0.5

@@ -265,7 +265,7 @@ DECODERS: dict[str, DecoderSpec] = {
         DecoderSpec(
             "icp",
             "the Inference Control Plane: closed-loop temperature, loop and divergence stops",
-            ({}, {"target_entropy": 1.5}, {"target_entropy": 2.5}),
+            ({}, {"target_entropy": 2.5}, {"tracking": {"rate": 0.05}}),
             _build_icp,
             "icp",
         ),

@@ -641,7 +641,7 @@ def calibrate(
                     derepeat_penalty=0.0,
                     # A long, unshrunk average: the trace's coherence_sensitivity is then the row's own
                     # local slope -dE[C]/dH_T (the target cannot move T, which is pinned).
-                    tracking={"prior": 1e-6, "decay": 0.98},
+                    tracking={"rate": 0.05, "prior": 1e-6, "decay": 0.98},
                 )
                 ticker = _Progress(bar)
                 probe = _HeatCapacityProbe(grid) if temperature == probe_t else None

@@ -44,7 +44,9 @@ __all__ = [
     "default_search_dirs",
     "describe_available_cards",
     "find_card",
+    "fitted_slope_at",
     "load_card",
+    "local_sensitivity_at",
     "model_slug",
     "qualified_slug",
     "validate_card",
@@ -243,17 +245,18 @@ class ModelCard:
 
     @property
     def reference_sensitivity(self) -> float | None:
-        """|dC/dH| of the card's fitted C(H) curve at H*: the sensitivity the online tracker holds
-        each row to (`icp.TrackingConfig.reference_sensitivity`); None if the fit is missing."""
-        fit = self.icp.get("fit") or {}
-        try:
-            a, h0, w = float(fit["a"]), float(fit["h0"]), float(fit["w"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        if not (w > 0 and a > 0):
-            return None
-        s = 0.5 * (1.0 + math.tanh(0.5 * (self.target_entropy - h0) / w))
-        return a / w * s * (1.0 - s)
+        """The sensitivity the online tracker holds each row to (`icp.TrackingConfig.reference_sensitivity`):
+        the sweep's per-step local slope -dE[C]/dH_T interpolated at H* (the very quantity the tracker
+        measures), or, on a card without that column, |dC/dH| of the fitted C(H) at H*. None if neither."""
+        local = local_sensitivity_at(self.icp.get("sweep") or [], self.target_entropy)
+        if local is not None:
+            return local
+        return fitted_slope_at(self.icp.get("fit") or {}, self.target_entropy)
+
+    @property
+    def fitted_sensitivity(self) -> float | None:
+        """|dC/dH| of the fitted C(H) curve at H* (None if the fit is missing)."""
+        return fitted_slope_at(self.icp.get("fit") or {}, self.target_entropy)
 
     def config_overrides(self) -> dict[str, Any]:
         """The [`icp.ICPConfig`] fields the card sets: `target_entropy`, `regimes` and the tracker's
@@ -499,30 +502,67 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _fitted_slope_at_target(result: Any) -> float:
-    fit = result.fit
-    a, h0, w = float(fit["a"]), float(fit["h0"]), float(fit["w"])
-    if not (w > 0):
-        return math.nan
-    s = 0.5 * (1.0 + math.tanh(0.5 * (result.target_entropy - h0) / w))
+def fitted_slope_at(fit: dict[str, Any], entropy: float) -> float | None:
+    """|dC/dH| of a card's logistic fit (its `c0, a, h0, w`) at `entropy`; None if the fit is unusable.
+
+    Example:
+        >>> from icp.cards import fitted_slope_at
+        >>> round(fitted_slope_at({"a": 0.2, "h0": 5.0, "w": 1.0}, 5.0), 4)  # the peak, a / (4 w)
+        0.05
+    """
+    try:
+        a, h0, w = float(fit["a"]), float(fit["h0"]), float(fit["w"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (w > 0 and a > 0):
+        return None
+    s = 0.5 * (1.0 + math.tanh(0.5 * (entropy - h0) / w))
     return a / w * s * (1.0 - s)
 
 
-def _local_slope_sentence(result: Any) -> str:
-    rows = [s for s in result.sweep if isinstance(s.get("local_sensitivity"), (int, float))]
-    rows = [s for s in rows if math.isfinite(s["local_sensitivity"])]
+def local_sensitivity_at(sweep: list[dict[str, Any]], entropy: float) -> float | None:
+    """The sweep's `local_sensitivity` (per-step causal slope) linearly interpolated in H_T at `entropy`;
+    None when fewer than two rows recorded it.
+
+    Example:
+        >>> from icp.cards import local_sensitivity_at
+        >>> rows = [{"tempered_entropy": 1.0, "local_sensitivity": 0.01},
+        ...         {"tempered_entropy": 3.0, "local_sensitivity": 0.03}]
+        >>> round(local_sensitivity_at(rows, 2.0), 4)
+        0.02
+    """
+    rows = [
+        r
+        for r in sweep
+        if isinstance(r, dict)
+        and isinstance(r.get("local_sensitivity"), (int, float))
+        and math.isfinite(r["local_sensitivity"])
+        and isinstance(r.get("tempered_entropy"), (int, float))
+    ]
     if len(rows) < 2:
-        return "This calibration did not record it."
-    h = np.array([s["tempered_entropy"] for s in rows])
-    v = np.array([s["local_sensitivity"] for s in rows])
+        return None
+    h = np.array([float(r["tempered_entropy"]) for r in rows])
+    v = np.array([float(r["local_sensitivity"]) for r in rows])
     order = np.argsort(h)
-    at_target = float(np.interp(result.target_entropy, h[order], v[order]))
-    fitted = _fitted_slope_at_target(result)
+    value = float(np.interp(entropy, h[order], v[order]))
+    return value if value > 0 else None
+
+
+def _local_slope_sentence(result: Any) -> str:
+    at_target = local_sensitivity_at(result.sweep, result.target_entropy)
+    if at_target is None:
+        return "This calibration did not record it."
+    rows = sorted(
+        (r for r in result.sweep if math.isfinite(r.get("local_sensitivity", math.nan))),
+        key=lambda r: r["tempered_entropy"],
+    )
+    fitted = fitted_slope_at(result.fit, result.target_entropy)
     return (
-        f"Interpolated at H* it is {at_target:.4f} coherence per nat, against {fitted:.4f} for the fitted "
-        f"curve's slope there (two different measurements: one per step and causal, one across "
-        f"temperatures); it rises from {v[order][0]:.4f} at H_T {h[order][0]:.2f} to {v[order][-1]:.4f} at "
-        f"H_T {h[order][-1]:.2f}."
+        f"Interpolated at H* it is {at_target:.4f} coherence per nat (the tracker's reference σ*), against "
+        f"{_fmt(fitted, 4)} for the fitted curve's slope there (a per-step causal slope and a slope across "
+        f"temperatures: the same order, not the same number); it rises from {rows[0]['local_sensitivity']:.4f} "
+        f"at H_T {rows[0]['tempered_entropy']:.2f} to {rows[-1]['local_sensitivity']:.4f} at H_T "
+        f"{rows[-1]['tempered_entropy']:.2f}."
     )
 
 
@@ -552,6 +592,8 @@ def _card_body(result: Any, model_id: str) -> str:
         f"median {_fmt(heat.get('median'), 2)} (IQR {_fmt(heat.get('q25'), 2)}-{_fmt(heat.get('q75'), 2)}, "
         f"{heat.get('n_steps', 0)} steps)"
     )
+    reference = _fmt(local_sensitivity_at(r.sweep, r.target_entropy), 4)
+    fitted = _fmt(fitted_slope_at(r.fit, r.target_entropy), 4)
     return f"""
 # ICP calibration: {model_id}
 
@@ -565,7 +607,7 @@ Calibrated on {r.date[:10]} in {r.seconds:.0f} s ({versions}).
 | critical entropy H_c | {r.critical_entropy:.3f} nats ({level} CI {_fmt(lo)}-{_fmt(hi)}) |
 | regime thresholds (read at T = {r.reference_temperature:g}) | {thresholds} |
 | per-step heat-capacity peak T_c | {peaks} |
-| fitted \\|dC/dH\\| at H* (the tracker's reference σ*) | {_fmt(_fitted_slope_at_target(r), 4)} coherence per nat |
+| tracker's reference σ* (local slope at H*) | {reference} coherence per nat (fitted curve at H*: {fitted}) |
 
 ## How the numbers were measured
 

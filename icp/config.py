@@ -205,9 +205,9 @@ class TrackingConfig:
             keeps the target at H*. 0.05 is the setting measured in the README: on the suite's dev
             splits it did not improve on a fixed target, so tracking is opt-in.
         bound (`float`, *optional*, defaults to 1.0): largest |target - H*| in nats.
-        reference_sensitivity (`float`, *optional*, defaults to 0.0078): σ* in coherence per nat; a model
-            card sets it to |dC/dH| of its fitted C(H) at H* (0.0078 for the default model, whose value
-            this default is).
+        reference_sensitivity (`float`, *optional*, defaults to 0.0111): σ* in coherence per nat; a model
+            card sets it to its calibration sweep's local slope at H* (0.0111 for the default model,
+            whose value this default is).
         decay (`float`, *optional*, defaults to 0.9): decay of the moments' running averages, in [0, 1).
         prior (`float`, *optional*, defaults to 0.5): pseudo-variance (nats²) pulling σ toward σ*
             while a row has seen little entropy variation.
@@ -221,7 +221,7 @@ class TrackingConfig:
 
     rate: float = 0.0
     bound: float = 1.0
-    reference_sensitivity: float = 0.0078
+    reference_sensitivity: float = 0.0111
     decay: float = 0.9
     prior: float = 0.5
     candidates: int = 32

@@ -311,14 +311,20 @@ def test_the_default_model_finds_its_shipped_card():
     assert icp.config.target_entropy == card.target_entropy
 
 
-def test_the_card_sets_the_trackers_reference_to_its_fitted_slope_at_the_target(cards_dir, monkeypatch):
+def test_the_card_sets_the_trackers_reference_to_its_local_slope_at_the_target(cards_dir, monkeypatch):
     from icp.calibrate import LogisticFit
 
     for path in sorted(REPO_CARDS.glob(f"*/{CARD_FILE}")):
         card = load_card(path)
         fit = card.icp["fit"]
         slope = LogisticFit(fit["c0"], fit["a"], fit["h0"], fit["w"]).slope(card.target_entropy)
-        assert card.reference_sensitivity == pytest.approx(abs(float(slope)), rel=1e-6)
+        assert card.fitted_sensitivity == pytest.approx(abs(float(slope)), rel=1e-6)
+        # The tracker's reference is the sweep's local slope at H*, between its neighbours' values.
+        rows = sorted(card.icp["sweep"], key=lambda r: r["tempered_entropy"])
+        below = [r for r in rows if r["tempered_entropy"] <= card.target_entropy][-1]
+        above = [r for r in rows if r["tempered_entropy"] >= card.target_entropy][0]
+        low, high = sorted((below["local_sensitivity"], above["local_sensitivity"]))
+        assert low <= card.reference_sensitivity <= high
     monkeypatch.setenv(ENV_VAR, str(REPO_CARDS))
     card = load_card(next(iter(sorted(REPO_CARDS.glob(f"*/{CARD_FILE}")))))
     model = _named_model(card.model_id)

@@ -10,6 +10,7 @@ Run:
     python eval/overhead.py                                   # batches 1,8,32,64, 128 tokens, 3 repeats
     python eval/overhead.py --batches 1,8 --repeats 5 --decoders plain,icp
     python eval/overhead.py --memory                           # ICP's memory over 4096 steps at batch 32
+    python eval/overhead.py --signals-only --compile           # adds ICP with torch.compile'd fused passes
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ BASELINES = {
     "mirostat": ("icp.baselines", "MirostatV2LogitsProcessor"),
     "edt": ("icp.baselines", "EDTLogitsProcessor"),
     "entropix": ("icp.baselines", "EntropixLogitsProcessor"),
+    "adaptive_p": ("icp.baselines", "AdaptivePLogitsProcessor"),
+    "dry": ("icp.baselines", "DRYLogitsProcessor"),
+}
+# ICP's per-step variants in the signals table: the default (embedding coherence, de-repetition),
+# with online tracking of the critical region (opt-in), and without the model (logits-only coherence).
+ICP_VARIANTS = {
+    "embedding": {},
+    "tracking": {"tracking": {"rate": 0.05}},
+    "logits": {},
 }
 
 
@@ -117,19 +127,36 @@ def throughput_table(model, tokenizer, batches, decoders, repeats, max_new_token
     return rows
 
 
-def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, baselines=(), repeats: int = 50):
+def compile_fused_passes() -> None:
+    """Replaces the processor's two fused distribution passes (`observed_step`, `control_side`) by
+    `torch.compile(dynamic=True)` versions for the rest of this process: a benchmark switch, not an
+    ICP option. Compilation happens in the first calls, which the table's warm-up steps absorb."""
+    import icp.processors as processors
+    from icp.signals import fused
+
+    processors.observed_step = torch.compile(fused.observed_step, dynamic=True)
+    processors.control_side = torch.compile(fused.control_side, dynamic=True)
+
+
+def signal_cost_table(
+    vocab: int, batches, embeddings: torch.Tensor, baselines=(), repeats: int = 50, compiled: bool = False
+):
     """Per-step cost of ICP's processor and criteria alone against one read of the logits, for the
-    default embedding coherence and for the logits-only fallback, and of each baseline processor."""
+    default embedding coherence, with tracking, for the logits-only fallback (and, with `compiled`,
+    with torch.compile'd fused passes), and of each baseline processor."""
     from icp import ICPConfig
     from icp.criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
     from icp.processors import ICPLogitsProcessor
 
+    variants = dict(ICP_VARIANTS)
+    if compiled:
+        variants["compiled"] = {}
     rows = []
     for batch in batches:
         scores = torch.randn(batch, vocab) * 3
         steps = repeats + 5
         ids = torch.randint(0, vocab, (batch, 9 + steps))
-        timings = {"read": [], "embedding": [], "logits": [], **{name: [] for name in baselines}}
+        timings = {"read": [], **{name: [] for name in variants}, **{name: [] for name in baselines}}
         for name in baselines:
             module, cls = BASELINES[name]
             baseline = getattr(importlib.import_module(module), cls)()
@@ -138,8 +165,10 @@ def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, baselines=(
                 baseline(ids[:, : 8 + t], scores)
                 if t >= 5:
                     timings[name].append(time.perf_counter() - start)
-        for source in ("embedding", "logits"):
-            proc = ICPLogitsProcessor(ICPConfig(), embeddings=embeddings if source == "embedding" else None)
+        for source, overrides in variants.items():
+            if source == "compiled":
+                compile_fused_passes()
+            proc = ICPLogitsProcessor(ICPConfig(**overrides), embeddings=embeddings if source != "logits" else None)
             criteria = [LoopStoppingCriteria(proc.state), DivergenceStoppingCriteria(proc.state)]
             for t in range(steps):
                 start = time.perf_counter()
@@ -155,7 +184,7 @@ def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, baselines=(
                     timings["read"].append(read)
         read_us = 1e6 * statistics.median(timings["read"])
         row = {"batch": batch, "read_us": read_us}
-        for source in ("embedding", "logits"):
+        for source in variants:
             row[f"{source}_us"] = 1e6 * statistics.median(timings[source])
         for name in baselines:
             row[f"{name}_us"] = 1e6 * statistics.median(timings[name])
@@ -163,7 +192,9 @@ def signal_cost_table(vocab: int, batches, embeddings: torch.Tensor, baselines=(
         print(
             f"batch {batch:>3}: one read of B x V logits {read_us:8.1f} us; ICP step (processor + criteria) "
             f"{row['embedding_us']:8.1f} us = {row['embedding_us'] / read_us:5.1f} reads (embedding coherence), "
+            f"{row['tracking_us']:8.1f} us with tracking, "
             f"{row['logits_us']:8.1f} us = {row['logits_us'] / read_us:5.1f} reads (logits-only)"
+            + (f"; compiled fused passes {row['compiled_us']:8.1f} us" if compiled else "")
             + "".join(f"; {name} {row[f'{name}_us']:8.1f} us" for name in baselines)
         )
     return rows
@@ -203,12 +234,25 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
             rss.append(_rss_mb())
     elapsed = time.perf_counter() - start
     trace_mb = proc.state.buffers.nbytes() / 2**20
+    lengths = proc.state.repeat_lengths
+    repeat_mb = lengths.numel() * lengths.element_size() / 2**20 if lengths is not None else 0.0
     growth = max(rss) - base
     print(f"ICP alone, batch {batch}, {new_tokens} steps in {elapsed:.0f} s")
     print(f"trace buffers: {trace_mb:.1f} MiB, preallocated at step 0 (before the baseline below)")
+    print(
+        f"de-repetition state (repeat length per context position, O(context), replaced each step): "
+        f"{repeat_mb:.2f} MiB at the end"
+    )
     print(f"RSS at step 32: {base:.0f} MiB; every 512 steps: " + ", ".join(f"{r:.0f}" for r in rss))
     print(f"RSS growth from step 32 to the end: {growth:.1f} MiB (the trace was allocated at step 0)")
-    return {"trace_mib": trace_mb, "rss_base_mib": base, "rss_mib": rss, "growth_mib": growth, "seconds": elapsed}
+    return {
+        "trace_mib": trace_mb,
+        "repeat_state_mib": repeat_mb,
+        "rss_base_mib": base,
+        "rss_mib": rss,
+        "growth_mib": growth,
+        "seconds": elapsed,
+    }
 
 
 def _rss_mb() -> float:
@@ -228,6 +272,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--memory", action="store_true", help="run the 4,096-token, batch-32 memory check instead")
     parser.add_argument("--signals-only", action="store_true", help="only the per-step cost table")
+    parser.add_argument(
+        "--compile", action="store_true", help="signals table: also ICP with torch.compile'd fused passes (last)"
+    )
     parser.add_argument("--out", default=None, help="write the tables as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -245,11 +292,14 @@ def main() -> None:
         print("\nper-step cost of ICP alone against one read of the logits:")
         embeddings = model.get_input_embeddings().weight.detach()
         baselines = [d for d in decoders if d in BASELINES]
-        result["signals"] = signal_cost_table(model.config.vocab_size, batches, embeddings, baselines)
-        if args.signals_only:
-            return
-        print(f"\ngenerate() with {args.max_new_tokens} new tokens, median of {args.repeats} interleaved repeats:")
-        result["throughput"] = throughput_table(model, tokenizer, batches, decoders, args.repeats, args.max_new_tokens)
+        result["signals"] = signal_cost_table(
+            model.config.vocab_size, batches, embeddings, baselines, compiled=args.compile
+        )
+        if not args.signals_only:
+            print(f"\ngenerate() with {args.max_new_tokens} new tokens, median of {args.repeats} interleaved repeats:")
+            result["throughput"] = throughput_table(
+                model, tokenizer, batches, decoders, args.repeats, args.max_new_tokens
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 

@@ -198,6 +198,19 @@ class TraceSummary:
     __repr__ = __str__
 
 
+def _running_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the last `width` finite values at each step (NaN where the row has stopped)."""
+    finite = np.isfinite(x)
+    values = np.where(finite, x, 0.0)
+    sums = np.cumsum(values)
+    counts = np.cumsum(finite)
+    sums[width:] = sums[width:] - sums[:-width]
+    counts[width:] = counts[width:] - counts[:-width]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts
+    return np.where(finite, out, np.nan)
+
+
 def _nanmean(x: np.ndarray) -> float:
     finite = x[np.isfinite(x)]
     return float(finite.mean()) if finite.size else math.nan
@@ -417,7 +430,7 @@ class Trace:
         ax.set_title("phase portrait (one dot per token)")
         ax.legend(loc="lower left", fontsize=8)
         series = (
-            ("tempered_entropy", "H_T, target (nats)"),
+            ("tempered_entropy", "H_T (16-step mean)\nand target (nats)"),
             ("coherence", "C"),
             ("meta_uncertainty", "U"),
             ("temperature", "ICP temperature T"),
@@ -426,7 +439,10 @@ class Trace:
         for i, (name, label) in enumerate(series):
             axi = fig.add_subplot(grid[i, 1])
             for b in rows:
-                (line,) = axi.plot(self.arrays[name][b], lw=0.9, label=f"row {b}")
+                values = self.arrays[name][b]
+                if name == "tempered_entropy":
+                    values = _running_mean(values, 16)  # per-token H_T is too jagged to read against the target
+                (line,) = axi.plot(values, lw=0.9, label=f"row {b}")
                 if name == "tempered_entropy" and "target" in self.arrays:
                     axi.plot(self.arrays["target"][b], lw=0.9, ls="--", color=line.get_color())
             axi.set_ylabel(label)

@@ -1,0 +1,141 @@
+"""Checks the "make control win" targets (issue 4) on suite results: met or not, with the numbers.
+
+Reads one results JSON of `eval/run.py` per seed (the first is the full run; later ones may hold only
+some decoders) and prints, per target, the numbers it rests on and MET / NOT MET:
+
+1. Open-ended text (`loops`, and `instruct` for reference): ICP's coherence with the prompt is at
+   least the best baseline's minus 0.01, and ICP's rep-4 and loop rate are at most half of those of
+   every baseline whose coherence is at least that threshold (best - 0.01). With several seeds the
+   check runs on each decoder's mean over the seeds it has, and the spread over seeds is printed.
+2. QA (`qa`, NQ-open): ICP's accuracy is at least greedy's minus 1 point, and with ICP's divergence
+   stop as abstention, its accuracy on answered questions is above greedy's.
+3. Detection (`qa`, `grounded_qa`, `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
+   U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob,
+   sequence log-likelihood, mean log-likelihood).
+
+Run:
+    python eval/targets.py outputs/results.json
+    python eval/targets.py outputs/results.json outputs/results_seed1.json outputs/results_seed2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+PLAIN = ("mean_entropy", "max_prob", "seq_loglik", "mean_loglik")
+OPEN_ENDED = ("loops", "instruct")
+DETECTION = ("qa", "grounded_qa", "truthfulqa")
+MARGIN, AUROC_GAIN, QA_SLACK = 0.01, 0.03, 0.01
+
+
+def _load(paths: list[str]) -> list[dict]:
+    runs = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise SystemExit(f"targets.py: results file {path} does not exist.")
+        runs.append(json.loads(p.read_text()))
+    return runs
+
+
+def seed_means(runs: list[dict], suite: str, metric: str) -> dict[str, tuple[float, float, int]]:
+    """Per decoder: mean over the runs that have it, half the min-max spread, and the number of seeds."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        for decoder, metrics in run.get("results", {}).get(suite, {}).items():
+            value = metrics.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                values.setdefault(decoder, []).append(float(value))
+    return {d: (statistics.fmean(v), (max(v) - min(v)) / 2, len(v)) for d, v in values.items()}
+
+
+def check_open_ended(runs: list[dict], suite: str) -> bool | None:
+    coherence = seed_means(runs, suite, "coherence")
+    if "icp" not in coherence:
+        print(f"[{suite}] no ICP results")
+        return None
+    rep4, loops = seed_means(runs, suite, "rep_4"), seed_means(runs, suite, "loop_rate")
+    baselines = {d: v for d, v in coherence.items() if d != "icp"}
+    best_name = max(baselines, key=lambda d: baselines[d][0])
+    best = baselines[best_name][0]
+    threshold = best - MARGIN
+    icp_c = coherence["icp"][0]
+    peers = sorted((d for d, v in baselines.items() if v[0] >= threshold), key=lambda d: -baselines[d][0])
+    print(f"[{suite}] decoder: coherence (± half the seed range, seeds) | rep-4 % | loop rate")
+    for d in ["icp", *peers]:
+        c, spread, n = coherence[d]
+        print(f"  {d:<20} {c:.3f} (± {spread:.3f}, {n}) | {rep4[d][0]:.3f} | {loops[d][0]:.3f}")
+    coherent = icp_c >= threshold
+    rep_ok = all(rep4["icp"][0] <= 0.5 * rep4[d][0] for d in peers)
+    loop_ok = all(loops["icp"][0] <= 0.5 * loops[d][0] for d in peers)
+    print(
+        f"  coherence {icp_c:.3f} >= best baseline ({best_name}, {best:.3f}) - {MARGIN}: {_verdict(coherent)}; "
+        f"rep-4 <= half of every baseline with coherence >= {threshold:.3f}: {_verdict(rep_ok)}; "
+        f"loop rate likewise: {_verdict(loop_ok)}"
+    )
+    return coherent and rep_ok and loop_ok
+
+
+def check_qa(run: dict) -> bool | None:
+    qa = run.get("results", {}).get("qa", {})
+    if "icp" not in qa or "greedy" not in qa:
+        print("[qa] needs ICP and greedy results")
+        return None
+    icp, greedy = qa["icp"], qa["greedy"]
+    accurate = icp["accuracy"] >= greedy["accuracy"] - QA_SLACK
+    answered = icp.get("answered_accuracy", math.nan)
+    greedy_answered = greedy.get("answered_accuracy", greedy["accuracy"])
+    better = answered > greedy_answered
+    n = icp.get("n", "?")
+    print(
+        f"[qa] n = {n}: ICP accuracy {icp['accuracy']:.3f} vs greedy {greedy['accuracy']:.3f} (- {QA_SLACK}): "
+        f"{_verdict(accurate)}; ICP answered accuracy {answered:.3f} (abstained {icp.get('abstention_rate', 0):.3f}) "
+        f"vs greedy's {greedy_answered:.3f}: {_verdict(better)}"
+    )
+    return accurate and better
+
+
+def check_detection(run: dict) -> bool | None:
+    verdicts = []
+    for suite in DETECTION:
+        icp = run.get("results", {}).get(suite, {}).get("icp")
+        if icp is None:
+            continue
+        ours = max(icp.get("auroc_icp_F", math.nan), icp.get("auroc_icp_U", math.nan))
+        plain = {s: icp.get(f"auroc_{s}", math.nan) for s in PLAIN}
+        best_plain = max(plain, key=lambda s: plain[s] if math.isfinite(plain[s]) else -1)
+        ok = ours >= plain[best_plain] + AUROC_GAIN
+        verdicts.append(ok)
+        print(
+            f"[{suite}] on ICP's answers: AUROC F {icp.get('auroc_icp_F', math.nan):.3f}, U "
+            f"{icp.get('auroc_icp_U', math.nan):.3f}; best plain {best_plain} {plain[best_plain]:.3f} (+{AUROC_GAIN}): "
+            f"{_verdict(ok)}"
+        )
+    return all(verdicts) if verdicts else None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eval/targets.py", description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", help="results JSONs of eval/run.py, one per seed (full run first)")
+    args = parser.parse_args(argv)
+    runs = _load(args.results)
+    seeds = [run.get("seeds") for run in runs]
+    print(f"{len(runs)} run(s), seeds {seeds}, git {[run.get('git_hash', '?')[:10] for run in runs]}")
+    summary = {suite: check_open_ended(runs, suite) for suite in OPEN_ENDED}
+    summary["qa"] = check_qa(runs[0])
+    summary["detection"] = check_detection(runs[0])
+    print("summary: " + ", ".join(f"{k} {_verdict(v)}" for k, v in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -269,13 +269,18 @@ class ICPConfig:
             tokens, whose entropy no temperature moves) barely move the temperature.
         derepeat_penalty (`float`, *optional*, defaults to 3.0): ICP's de-repetition, applied to every
             row before tempering (DRY's rule, p-e-w 2024): a token that would extend a repeat of
-            L >= `derepeat_allowed_length` tokens of the context (prompt included) loses
+            L >= `derepeat_allowed_length` tokens of the generated text (and of the prompt with
+            `derepeat_prompt=True`) loses
             `derepeat_penalty` · `derepeat_base`^(L - `derepeat_allowed_length`) nats. 0 disables it.
             3.0 rather than DRY's 0.8: on the suite's dev splits it removed repeated 4-grams on WebText
             without costing coherence or TruthfulQA answers (README, "The control").
         derepeat_base (`float`, *optional*, defaults to 1.75): growth of that penalty per extra
             repeated token, >= 1.
         derepeat_allowed_length (`int`, *optional*, defaults to 2): repeats shorter than this are free.
+        derepeat_prompt (`bool`, *optional*, defaults to `False`): whether repeats of the prompt count too
+            (DRY searches the whole context). Off by default: answering from given facts, continuing a
+            document or naming the prompt's multi-token entities all repeat the prompt on purpose, and
+            a 3-nat penalty on them cost ICP grounded-QA accuracy and instruct coherence in the suite.
         min_p (`float`, *optional*, defaults to 0.05): ICP's own truncation after temperature, in
             [0, 1) (0 disables it): tokens below `min_p` × the top probability are dropped.
         gamma (`float`, *optional*, defaults to 1.0): γ, the weight of coherence in F.
@@ -324,6 +329,7 @@ class ICPConfig:
     derepeat_penalty: float = 3.0
     derepeat_base: float = 1.75
     derepeat_allowed_length: int = 2
+    derepeat_prompt: bool = False
     min_p: float = 0.05
     gamma: float = 1.0
     lam: float = 1.0
@@ -396,6 +402,8 @@ class ICPConfig:
             )
         _check_int("volatility_window", self.volatility_window, 2)
         _check_int("recall_window", self.recall_window, 1)
+        if not isinstance(self.derepeat_prompt, bool):
+            raise ValueError(f"`derepeat_prompt` (={self.derepeat_prompt!r}) has to be a bool.")
         if not isinstance(self.control, bool):
             raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
         if self.eos_token_id is not None:

@@ -148,7 +148,13 @@ class DecodingState:
             self.stop_rows(torch.isin(token, self.eos_ids) & active, EOS, step)
 
     def _valid(self, input_ids: torch.Tensor) -> torch.Tensor | None:
-        return input_ids != self.pad_id if self.pad_id is not None else None
+        """Positions the de-repetition may match: not padding, and not the prompt unless
+        `derepeat_prompt` (a False position never matches, so it ends every repeat)."""
+        valid = input_ids != self.pad_id if self.pad_id is not None else None
+        if not self.config.derepeat_prompt:
+            generated = torch.arange(input_ids.shape[1], device=input_ids.device) >= self.prompt_length
+            valid = generated.expand_as(input_ids) if valid is None else valid & generated
+        return valid
 
     def divergence_now(self) -> torch.Tensor:
         """Rows whose F or U has been beyond its bound for `patience` consecutive steps."""

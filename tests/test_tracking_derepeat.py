@@ -178,11 +178,35 @@ def test_tracking_config_is_validated():
         ICPConfig(tracking={"speed": 1.0})
 
 
+def _step_through(processor: ICPLogitsProcessor, prompt: list[int], generated: list[int]) -> torch.Tensor:
+    """Feeds the processor a prompt and then one generated token per call; returns the last log q."""
+    ids = torch.tensor([prompt])
+    out = processor(ids, torch.zeros(1, 20))
+    for token in generated:
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        processor.state.observe_token(ids)
+        out = processor(ids, torch.zeros(1, 20))
+    return out
+
+
+def test_derepetition_penalises_repeats_of_the_generated_text_and_of_the_prompt_only_when_asked():
+    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9}
+    # Generated "a b c a b": c would extend the repeat "a b" (L = 2): 1 nat, tempered by T = 1.
+    logq = _step_through(ICPLogitsProcessor(ICPConfig(**config)), [5], [10, 11, 12, 10, 11])
+    assert float(logq[0, 12] - logq[0, 13]) == pytest.approx(-1.0, abs=1e-4)
+    # The same tokens as the prompt: free by default (answers copy facts, documents name entities) ...
+    logq = _step_through(ICPLogitsProcessor(ICPConfig(**config)), [10, 11, 12, 10, 11], [])
+    assert float(logq[0, 12] - logq[0, 13]) == pytest.approx(0.0, abs=1e-6)
+    # ... and penalised with derepeat_prompt=True (DRY's whole-context search).
+    logq = _step_through(ICPLogitsProcessor(ICPConfig(**config, derepeat_prompt=True)), [10, 11, 12, 10, 11], [])
+    assert float(logq[0, 12] - logq[0, 13]) == pytest.approx(-1.0, abs=1e-4)
+
+
 def test_derepetition_lowers_the_token_that_would_extend_a_repeat():
     # Context "a b c a b": c would extend the repeat "a b" to "a b c" (L = 2 for candidate c).
     ids = torch.tensor([[10, 11, 12, 10, 11]])
     scores = torch.zeros(1, 20)
-    on = ICPLogitsProcessor(ICPConfig(min_p=0.0, derepeat_penalty=1.0, tracking={"rate": 0.0}))
+    on = ICPLogitsProcessor(ICPConfig(min_p=0.0, derepeat_penalty=1.0, derepeat_prompt=True, tracking={"rate": 0.0}))
     off = ICPLogitsProcessor(ICPConfig(min_p=0.0, derepeat_penalty=0.0, tracking={"rate": 0.0}))
     logq_on, logq_off = on(ids, scores.clone()), off(ids, scores.clone())
     # Both start at T = 1; the penalised token is exactly 1 nat below the others.

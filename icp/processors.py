@@ -112,8 +112,9 @@ class ICPLogitsProcessor(LogitsProcessor):
         )
         # The target follows the critical region only where candidate tokens' coherence can be read.
         self.tracks_target = config.tracking.enabled and self.coherence_source == "embedding"
-        if self.coherence_source == "embedding":
-            self.embedding_norms = (self.embeddings.float() - self.embedding_center).norm(dim=-1)
+        self.embedding_norms = (
+            (self.embeddings.float() - self.embedding_center).norm(dim=-1) if self.tracks_target else None
+        )
         self.observe_only = not config.control
 
     def reset(self) -> None:
@@ -144,7 +145,12 @@ class ICPLogitsProcessor(LogitsProcessor):
                 self.observe_only = True
         x0 = self.controller.initial_state(scores.shape[0], scores.device)
         self.state.start(input_ids, scores, x0, context, generation_id)
-        self.state.tracker = self.tracker.initial_state(scores.shape[0], scores.device)
+        batch, device = scores.shape[0], scores.device
+        self.state.tracker = self.tracker.initial_state(batch, device)
+        self.state.fixed_target = (
+            torch.full((batch,), self.config.target_entropy, dtype=torch.float32, device=device),
+            torch.full((batch,), math.nan, dtype=torch.float32, device=device),
+        )
 
     def _warn_about_composition(self, context: GenerationContext) -> None:
         if not context.do_sample and self.config.control:
@@ -207,8 +213,9 @@ class ICPLogitsProcessor(LogitsProcessor):
             temperature = x.exp()
             penalty_tokens = penalty = None
             if state.repeat_lengths is not None and state.repeat_lengths.shape[1] > 0:
-                # De-repetition: tokens that would extend a repeat of the context lose DRY's penalty.
-                penalty_tokens = input_ids[:, 1:]
+                # De-repetition: tokens that would extend a repeat of the searched region (the generated
+                # text, or the whole context with `derepeat_prompt`) lose DRY's penalty.
+                penalty_tokens = input_ids[:, state.repeat_offset + 1 :]
                 penalty = repeat_penalty(
                     state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
                 )
@@ -219,9 +226,8 @@ class ICPLogitsProcessor(LogitsProcessor):
             updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy, target)
             state.log_temperature = torch.where(active, updated, state.log_temperature)
             output = dist.logq
-        if target is None:
-            target = torch.full_like(dist.entropy, config.target_entropy)
-            sensitivity = torch.full_like(dist.entropy, math.nan)
+        if target is None:  # a fixed target: the same two constant rows every step
+            target, sensitivity = state.fixed_target
         kl = dist.kl
 
         energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)

@@ -91,11 +91,14 @@ class DecodingState:
         self.loop_now = torch.zeros(batch, dtype=torch.bool, device=device)
         pad = context.pad_token_id if context is not None else None
         self.pad_id = pad if isinstance(pad, int) else None
-        # Repeat lengths of every earlier position against the last token (prompt included): what
-        # the de-repetition penalises. Updated in O(context) per step by `observe_token`.
-        self.repeat_lengths = (
-            repeat_lengths(input_ids, self._valid(input_ids), REPEAT_CAP) if config_penalises(self.config) else None
-        )
+        # Repeat lengths of every earlier position of the searched region (the generated text, or the
+        # whole context with `derepeat_prompt`) against the last token: what the de-repetition
+        # penalises. Updated in O(region) per step by `observe_token`.
+        self.repeat_offset = 0 if self.config.derepeat_prompt else self.prompt_length
+        self.repeat_lengths = None
+        if config_penalises(self.config):
+            region = input_ids[:, self.repeat_offset :]
+            self.repeat_lengths = repeat_lengths(region, self._valid(region), REPEAT_CAP)
         self.coherence_reference: torch.Tensor | None = None
         self.last_step = None  # the processor's latest ControlledStep
         eos = list(self.config.eos_token_ids)
@@ -138,23 +141,20 @@ class DecodingState:
         self.loop_progress = torch.where(active, cycle.progress, self.loop_progress)
         self.loop_now = active & (cycle.progress >= 1.0)
         if self.repeat_lengths is not None:
-            valid = self._valid(input_ids)
-            if self.repeat_lengths.shape[1] == length - 2:
-                self.repeat_lengths = extend_repeat_lengths(self.repeat_lengths, input_ids, valid, REPEAT_CAP)
-            else:  # a token was not observed (cannot happen inside generate()): recompute
-                self.repeat_lengths = repeat_lengths(input_ids, valid, REPEAT_CAP)
+            region = input_ids[:, self.repeat_offset :]
+            valid = self._valid(region)
+            if self.repeat_lengths.shape[1] == region.shape[1] - 2:
+                self.repeat_lengths = extend_repeat_lengths(self.repeat_lengths, region, valid, REPEAT_CAP)
+            else:  # the first generated token, or a token that was not observed: compute from scratch
+                self.repeat_lengths = repeat_lengths(region, valid, REPEAT_CAP)
 
         if self.eos_ids is not None:
             self.stop_rows(torch.isin(token, self.eos_ids) & active, EOS, step)
 
-    def _valid(self, input_ids: torch.Tensor) -> torch.Tensor | None:
-        """Positions the de-repetition may match: not padding, and not the prompt unless
-        `derepeat_prompt` (a False position never matches, so it ends every repeat)."""
-        valid = input_ids != self.pad_id if self.pad_id is not None else None
-        if not self.config.derepeat_prompt:
-            generated = torch.arange(input_ids.shape[1], device=input_ids.device) >= self.prompt_length
-            valid = generated.expand_as(input_ids) if valid is None else valid & generated
-        return valid
+    def _valid(self, region: torch.Tensor) -> torch.Tensor | None:
+        """Positions of the searched region the de-repetition may match: not padding (a False position
+        never matches, so it ends every repeat)."""
+        return region != self.pad_id if self.pad_id is not None else None
 
     def divergence_now(self) -> torch.Tensor:
         """Rows whose F or U has been beyond its bound for `patience` consecutive steps."""

@@ -240,7 +240,7 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
     print(f"ICP alone, batch {batch}, {new_tokens} steps in {elapsed:.0f} s")
     print(f"trace buffers: {trace_mb:.1f} MiB, preallocated at step 0 (before the baseline below)")
     print(
-        f"de-repetition state (repeat length per context position, O(context), replaced each step): "
+        f"de-repetition state (repeat length per searched position, at most derepeat_window, replaced each step): "
         f"{repeat_mb:.2f} MiB at the end"
     )
     print(f"RSS at step 32: {base:.0f} MiB; every 512 steps: " + ", ".join(f"{r:.0f}" for r in rss))

@@ -60,7 +60,8 @@ def check_open_ended(runs: list[dict], suite: str) -> bool | None:
         print(f"[{suite}] no ICP results")
         return None
     rep4, loops = seed_means(runs, suite, "rep_4"), seed_means(runs, suite, "loop_rate")
-    baselines = {d: v for d, v in coherence.items() if d != "icp"}
+    # Other ICP rows (e.g. `icp@5e4efc5` from eval/merge_results.py) are earlier ICPs, not baselines.
+    baselines = {d: v for d, v in coherence.items() if not d.startswith("icp")}
     best_name = max(baselines, key=lambda d: baselines[d][0])
     best = baselines[best_name][0]
     threshold = best - MARGIN

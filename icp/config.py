@@ -277,6 +277,8 @@ class ICPConfig:
         derepeat_base (`float`, *optional*, defaults to 1.75): growth of that penalty per extra
             repeated token, >= 1.
         derepeat_allowed_length (`int`, *optional*, defaults to 2): repeats shorter than this are free.
+        derepeat_window (`int`, *optional*, defaults to 512): the last tokens searched for repeats (0:
+            all); bounds the de-repetition's per-step work and memory on long generations.
         derepeat_prompt (`bool`, *optional*, defaults to `False`): whether repeats of the prompt count too
             (DRY searches the whole context). Off by default: answering from given facts, continuing a
             document or naming the prompt's multi-token entities all repeat the prompt on purpose, and
@@ -329,6 +331,7 @@ class ICPConfig:
     derepeat_penalty: float = 3.0
     derepeat_base: float = 1.75
     derepeat_allowed_length: int = 2
+    derepeat_window: int = 512
     derepeat_prompt: bool = False
     min_p: float = 0.05
     gamma: float = 1.0
@@ -402,6 +405,9 @@ class ICPConfig:
             )
         _check_int("volatility_window", self.volatility_window, 2)
         _check_int("recall_window", self.recall_window, 1)
+        _check_int("derepeat_window", self.derepeat_window, 0)
+        if self.derepeat_window == 1:
+            raise ValueError("`derepeat_window` (=1) has to be 0 (no limit) or >= 2: one token holds no repeat.")
         if not isinstance(self.derepeat_prompt, bool):
             raise ValueError(f"`derepeat_prompt` (={self.derepeat_prompt!r}) has to be a bool.")
         if not isinstance(self.control, bool):

@@ -215,7 +215,7 @@ class ICPLogitsProcessor(LogitsProcessor):
             if state.repeat_lengths is not None and state.repeat_lengths.shape[1] > 0:
                 # De-repetition: tokens that would extend a repeat of the searched region (the generated
                 # text, or the whole context with `derepeat_prompt`) lose DRY's penalty.
-                penalty_tokens = input_ids[:, state.repeat_offset + 1 :]
+                penalty_tokens = input_ids[:, state.repeat_start(input_ids.shape[1]) + 1 :]
                 penalty = repeat_penalty(
                     state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
                 )

@@ -97,7 +97,7 @@ class DecodingState:
         self.repeat_offset = 0 if self.config.derepeat_prompt else self.prompt_length
         self.repeat_lengths = None
         if config_penalises(self.config):
-            region = input_ids[:, self.repeat_offset :]
+            region = self._repeat_region(input_ids)
             self.repeat_lengths = repeat_lengths(region, self._valid(region), REPEAT_CAP)
         self.coherence_reference: torch.Tensor | None = None
         self.last_step = None  # the processor's latest ControlledStep
@@ -141,15 +141,23 @@ class DecodingState:
         self.loop_progress = torch.where(active, cycle.progress, self.loop_progress)
         self.loop_now = active & (cycle.progress >= 1.0)
         if self.repeat_lengths is not None:
-            region = input_ids[:, self.repeat_offset :]
+            region = self._repeat_region(input_ids)
             valid = self._valid(region)
-            if self.repeat_lengths.shape[1] == region.shape[1] - 2:
+            if self.repeat_lengths.shape[1] in (region.shape[1] - 2, region.shape[1] - 1) and region.shape[1] >= 2:
                 self.repeat_lengths = extend_repeat_lengths(self.repeat_lengths, region, valid, REPEAT_CAP)
             else:  # the first generated token, or a token that was not observed: compute from scratch
                 self.repeat_lengths = repeat_lengths(region, valid, REPEAT_CAP)
 
         if self.eos_ids is not None:
             self.stop_rows(torch.isin(token, self.eos_ids) & active, EOS, step)
+
+    def repeat_start(self, length: int) -> int:
+        """First position of `input_ids` (of that length) the de-repetition searches."""
+        window = self.config.derepeat_window
+        return max(self.repeat_offset, length - window) if window > 0 else self.repeat_offset
+
+    def _repeat_region(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids[:, self.repeat_start(input_ids.shape[1]) :]
 
     def _valid(self, region: torch.Tensor) -> torch.Tensor | None:
         """Positions of the searched region the de-repetition may match: not padding (a False position

@@ -215,3 +215,26 @@ def test_derepetition_lowers_the_token_that_would_extend_a_repeat():
     # KL(Q||P) accounts for the penalty: positive with it, zero without.
     assert on.state.trace().to_dict()["kl"][0, 0] > 0
     assert off.state.trace().to_dict()["kl"][0, 0] == pytest.approx(0.0, abs=1e-6)
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 40), window=st.integers(2, 12))
+def test_a_sliding_window_keeps_the_last_columns_of_the_full_history(seed, n, window):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 3, (2, n), generator=g)
+    full = repeat_lengths(ids[:, :2], None, 64)
+    slid = repeat_lengths(ids[:, : min(2, window)], None, 64)
+    for end in range(3, n + 1):
+        full = extend_repeat_lengths(full, ids[:, :end], None, 64)
+        slid = extend_repeat_lengths(slid, ids[:, max(0, end - window) : end], None, 64)
+    torch.testing.assert_close(slid, full[:, -(min(n, window) - 1) :])
+
+
+def test_derepetition_window_bounds_the_state_and_still_catches_recent_repeats():
+    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9}
+    processor = ICPLogitsProcessor(ICPConfig(**config, derepeat_window=6))
+    logq = _step_through(processor, [5], [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 10, 11])
+    assert processor.state.repeat_lengths.shape == (1, 5)  # window 6: five candidate positions
+    assert float(logq[0, 12] - logq[0, 13]) == pytest.approx(-1.0, abs=1e-4)  # "10 11" -> 12 repeats
+    with pytest.raises(ValueError, match="derepeat_window"):
+        ICPConfig(derepeat_window=1)

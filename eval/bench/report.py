@@ -158,13 +158,18 @@ def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path |
     return path
 
 
+def _short_hash(value: Any) -> str:
+    """A git hash to 10 characters; each part of a merged "a+b" hash likewise."""
+    return "+".join(part[:10] for part in str(value).split("+"))
+
+
 def write_report(report: dict[str, Any], out: Path, plots: bool = True, examples: list[dict] | None = None) -> str:
     """Writes `<out>.md` (and the plots unless `plots=False`) and returns the markdown."""
     out = Path(out)
     markdown = markdown_tables(report)
     header = (
         f"Results of `{report.get('command', 'eval/run.py')}` ({report.get('date', '?')}, "
-        f"git {str(report.get('git_hash'))[:10]}, {report.get('runtime_s', '?')} s).\n\n"
+        f"git {_short_hash(report.get('git_hash'))}, {report.get('runtime_s', '?')} s).\n\n"
     )
     figures = []
     if plots:

@@ -151,8 +151,13 @@ def extend_repeat_lengths(
 ) -> torch.Tensor:
     """L after appending the last token of `ids` to a context whose lengths were `previous`.
 
+    The context either grew by the new token (`previous` has n - 2 columns) or is a window of fixed
+    width that slid by one (`previous` has n - 1 columns, its first column being the position that
+    fell out): in both cases L_new(i) = [ids[i] == new token]·(L_old(i - 1) + 1).
+
     Args:
-        previous (`torch.IntTensor` of shape `(batch, n - 2)`): [`repeat_lengths`] of `ids[:, :-1]`.
+        previous (`torch.IntTensor` of shape `(batch, n - 2)` or `(batch, n - 1)`): the lengths before
+            the new token (of `ids[:, :-1]`, or of the window before it slid).
         ids (`torch.LongTensor` of shape `(batch, n)`): the context with the new token last.
         valid (`torch.BoolTensor` of shape `(batch, n)`, *optional*): see [`repeat_lengths`].
         cap (`int`): the largest length counted.
@@ -169,7 +174,16 @@ def extend_repeat_lengths(
     same = ids[:, :-1] == ids[:, -1:]
     if valid is not None:
         same = same & valid[:, :-1] & valid[:, -1:]
-    grown = torch.nn.functional.pad(previous, (1, 0), value=0) + 1  # L_old(i - 1) + 1, with L_old(-1) = 0
+    width = ids.shape[1] - 1
+    if previous.shape[1] == width - 1:  # grew: L_old(-1) = 0
+        grown = torch.nn.functional.pad(previous, (1, 0), value=0) + 1
+    elif previous.shape[1] == width:  # slid: column i - 1 of `previous` is position i - 1 of the new window
+        grown = previous + 1
+    else:
+        raise ValueError(
+            f"`previous` has {previous.shape[1]} columns; for `ids` of width {ids.shape[1]} it must have "
+            f"{width - 1} (the context grew) or {width} (a fixed window slid)."
+        )
     return torch.where(same, grown.clamp_max(cap), 0).to(torch.int32)
 
 

@@ -29,6 +29,9 @@ def test_open_ended_target_needs_coherence_and_half_the_repetition_of_every_cohe
     assert targets.check_open_ended([incoherent], "loops") is False
     looping = _run({"icp": (0.44, 0.0, 0.02), "dry": (0.435, 0.4, 0.0)})
     assert targets.check_open_ended([looping], "loops") is False
+    # An earlier ICP kept beside the current one is not a baseline to beat.
+    earlier = _run({"icp": (0.43, 0.1, 0.0), "icp@old": (0.45, 0.0, 0.0), "dry": (0.435, 0.4, 0.0)})
+    assert targets.check_open_ended([earlier], "loops") is True
 
 
 def test_seed_means_average_each_decoder_over_the_seeds_it_has():

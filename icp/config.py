@@ -202,8 +202,8 @@ class TrackingConfig:
 
     Args:
         rate (`float`, *optional*, defaults to 0.0): nats the target may move per step; 0 (the default)
-            keeps the target at H*. 0.05 is the setting measured in the README: on the suite's dev
-            splits it did not improve on a fixed target, so tracking is opt-in.
+            keeps the target at H*. 0.05 is the setting measured in the README, where its dev-split
+            evidence is mixed and inside the noise, so tracking is opt-in.
         bound (`float`, *optional*, defaults to 1.0): largest |target - H*| in nats.
         reference_sensitivity (`float`, *optional*, defaults to 0.0111): σ* in coherence per nat; a model
             card sets it to its calibration sweep's local slope at H* (0.0111 for the default model,
@@ -272,8 +272,8 @@ class ICPConfig:
             L >= `derepeat_allowed_length` tokens of the generated text (and of the prompt with
             `derepeat_prompt=True`) loses
             `derepeat_penalty` · `derepeat_base`^(L - `derepeat_allowed_length`) nats. 0 disables it.
-            3.0 rather than DRY's 0.8: on the suite's dev splits it removed repeated 4-grams on WebText
-            without costing coherence or TruthfulQA answers (README, "The control").
+            3.0 rather than DRY's 0.8: picked on the suite's dev splits, and what its results use
+            (README, "The benchmark suite").
         derepeat_base (`float`, *optional*, defaults to 1.75): growth of that penalty per extra
             repeated token, >= 1.
         derepeat_allowed_length (`int`, *optional*, defaults to 2): repeats shorter than this are free.

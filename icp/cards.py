@@ -516,8 +516,9 @@ def fitted_slope_at(fit: dict[str, Any], entropy: float) -> float | None:
         return None
     if not (w > 0 and a > 0):
         return None
-    s = 0.5 * (1.0 + math.tanh(0.5 * (entropy - h0) / w))
-    return a / w * s * (1.0 - s)
+    from .calibrate import LogisticFit
+
+    return abs(float(LogisticFit(0.0, a, h0, w).slope(entropy)))
 
 
 def local_sensitivity_at(sweep: list[dict[str, Any]], entropy: float) -> float | None:

@@ -13,7 +13,7 @@ import torch
 from .config import ICPConfig
 from .generation_context import GenerationContext
 from .signals import extend_repeat_lengths, repeat_lengths, trailing_cycle
-from .signals.fused import chosen_surprisal
+from .signals.fused import FusedWorkspace, chosen_surprisal
 from .trace import STOP_REASONS, Trace, TraceBuffers
 
 __all__ = ["DecodingState", "LENGTH", "EOS", "LOOP", "DIVERGENCE", "REPEAT_CAP"]
@@ -52,6 +52,9 @@ class DecodingState:
         self.context: GenerationContext | None = None
         self.started = False
         self._trace_cache: Trace | None = None
+        # The fused passes' (batch, vocab) intermediates, reused from step to step and across
+        # generations of the same shape; `reset()` releases them.
+        self.workspace = FusedWorkspace()
 
     # ----------------------------------------------------------------------------------- lifecycle
     def reset(self) -> None:
@@ -59,6 +62,7 @@ class DecodingState:
         self.started = False
         self.context = None
         self._trace_cache = None
+        self.workspace = FusedWorkspace()
 
     def start(
         self,

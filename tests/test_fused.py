@@ -16,7 +16,7 @@ from icp.signals import (
     tempered_signals,
     token_surprisal,
 )
-from icp.signals.fused import chosen_surprisal, controlled_step, observed_step
+from icp.signals.fused import FusedWorkspace, chosen_surprisal, controlled_step, observed_step
 
 
 @given(
@@ -77,3 +77,43 @@ def test_fused_step_does_not_modify_its_input():
     before = z.clone()
     controlled_step(z, torch.ones(2), 0.1, torch.tensor([[0], [1]]), torch.tensor([[1.0], [2.0]]))
     assert torch.equal(z, before)
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    batch=st.integers(1, 4),
+    vocab=st.integers(2, 60),
+    min_p=st.sampled_from([0.0, 0.1]),
+    penalise=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+)
+def test_a_workspace_changes_no_result_and_is_reused_across_steps(seed, batch, vocab, min_p, penalise, dtype):
+    g = torch.Generator().manual_seed(seed)
+    workspace = FusedWorkspace()
+    steps = []
+    for _ in range(3):  # the same buffers serve every step
+        z = (torch.randn(batch, vocab, generator=g) * 4).to(dtype)
+        z[0, 0] = float("-inf")
+        z[-1, -1] = float("nan")
+        temperature = torch.rand(batch, generator=g) * 1.8 + 0.2
+        listed = torch.randint(0, vocab, (batch, 3), generator=g) if penalise else None
+        penalty = torch.rand(batch, 3, generator=g) * 3 if penalise else None
+        z_before = z.clone()
+        fresh = controlled_step(z, temperature, min_p, listed, penalty)
+        reused = controlled_step(z, temperature, min_p, listed, penalty, workspace=workspace)
+        assert torch.equal(z.nan_to_num(), z_before.nan_to_num())  # the input is never written
+        for name, a, b in zip(fresh._fields, fresh, reused):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=name)
+        steps.append(reused)
+    # shifted_logits is the workspace's (overwritten by the next step); logq is always fresh.
+    assert steps[0].shifted_logits.data_ptr() == steps[2].shifted_logits.data_ptr()
+    assert len({s.logq.data_ptr() for s in steps}) == 3
+    assert workspace.nbytes() == 4 * batch * vocab * 4  # shifted, tempered, weights, product
+
+
+def test_a_workspace_follows_the_shape_it_is_asked_for():
+    workspace = FusedWorkspace()
+    observed_step(torch.randn(2, 10), workspace=workspace)
+    assert workspace.nbytes() == 3 * 2 * 10 * 4  # the observed side needs no tempered buffer
+    s = observed_step(torch.randn(3, 7), workspace=workspace)
+    assert s.shifted_logits.shape == (3, 7) and workspace.nbytes() == 3 * 3 * 7 * 4

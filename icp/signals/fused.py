@@ -17,6 +17,14 @@ log-probability tensor is built for P or for softmax(z/T): with y = zc / T, c_q 
 (the last since log q - log p = y - c_q - zc + log Σe^zc and zc = T·y). That is about 20 passes over
 the (batch, vocab) logits instead of about 40 for the separate reference functions in
 `icp.signals.distribution`, which the tests hold this function to.
+
+Two things keep those passes cheap on CPU (`python eval/overhead.py --signals-only` measures them):
+
+- a [`FusedWorkspace`] holds the (batch, vocab) intermediates across steps, so that a step writes
+  into memory it already owns instead of allocating (and page-faulting in) fresh 6 MiB tensors at
+  batch 32; the processor keeps one per generation;
+- on CPU, e^x is computed as 2^(x·log2 e): torch's `exp2` kernel is about twice as fast as its
+  `exp` there, which pays for the extra multiply. Other devices use `exp`.
 """
 
 from __future__ import annotations
@@ -26,9 +34,72 @@ from typing import NamedTuple
 
 import torch
 
-from .distribution import _LOG_TINY, sanitize_logits
+from .distribution import _LOG_TINY, _POSINF_STAND_IN, sanitize_logits
 
-__all__ = ["ControlledStep", "control_side", "controlled_step", "observed_step", "chosen_surprisal"]
+__all__ = [
+    "ControlledStep",
+    "FusedWorkspace",
+    "control_side",
+    "controlled_step",
+    "observed_step",
+    "chosen_surprisal",
+]
+
+_LOG2_E = 1.0 / math.log(2.0)
+
+
+class FusedWorkspace:
+    """Reusable float32 `(batch, vocab)` buffers for [`observed_step`] and [`control_side`].
+
+    A buffer is (re)allocated when the shape or device it is asked for changes, and otherwise handed
+    back as is, so a generation allocates its intermediates once. What a step returns in
+    `shifted_logits` lives in the workspace and stays valid until the next [`observed_step`] with the
+    same workspace.
+
+    `logq` is a fresh tensor unless `reuse_output` is True: then it too is a workspace buffer,
+    overwritten by the next [`control_side`]. ICP's processor sets it only inside a generate() call
+    that does not keep its scores (`output_scores` off), where nothing holds a step's scores past
+    sampling.
+
+    Args:
+        reuse_output (`bool`, *optional*, defaults to `False`): whether `logq` may be a reused buffer.
+
+    Example:
+        >>> import torch
+        >>> from icp.signals.fused import FusedWorkspace, observed_step
+        >>> workspace = FusedWorkspace()
+        >>> first = observed_step(torch.randn(2, 10), workspace=workspace)
+        >>> second = observed_step(torch.randn(2, 10), workspace=workspace)
+        >>> first.shifted_logits is second.shifted_logits, workspace.nbytes()
+        (True, 240)
+    """
+
+    def __init__(self, reuse_output: bool = False) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+        self.reuse_output = reuse_output
+
+    def get(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The buffer `name`, float32 with `like`'s shape and device (contents undefined)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != like.shape or buffer.device != like.device:
+            buffer = torch.empty(like.shape, dtype=torch.float32, device=like.device)
+            self._buffers[name] = buffer
+        return buffer
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+
+
+def _buffer(workspace: FusedWorkspace | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
+    return workspace.get(name, like) if workspace is not None else None
+
+
+def _exp(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """e^x, into `out` when given (`out` may be `x` itself)."""
+    if x.device.type == "cpu":
+        return torch.mul(x, _LOG2_E, out=out).exp2_()
+    return torch.exp(x, out=out)
 
 
 class ControlledStep(NamedTuple):
@@ -55,14 +126,26 @@ class ControlledStep(NamedTuple):
     logq: torch.Tensor | None
 
 
-def _moments_of_shifted(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _moments_of_shifted(
+    x: torch.Tensor, workspace: FusedWorkspace | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For x with max 0 per row (-inf allowed): weights e^x, log Σe^x, E[x], Var[x]."""
-    weights = x.exp()
+    weights = _exp(x, _buffer(workspace, "weights", x))
     total = weights.sum(dim=-1)
-    weighted = weights * x  # 0 * -inf = NaN on masked entries: nansum drops them (their true term is 0)
+    # 0 * -inf = NaN on masked entries: nansum drops them (their true term is 0)
+    weighted = torch.mul(weights, x, out=_buffer(workspace, "product", x))
     first = weighted.nansum(dim=-1) / total
-    second = (weighted * x).nansum(dim=-1) / total
+    second = weighted.mul_(x).nansum(dim=-1) / total
     return weights, total.log(), first, (second - first * first).clamp_min(0.0)
+
+
+def _first_listing(tokens: torch.Tensor) -> torch.Tensor:
+    """1.0 where an entry of `tokens` (batch, k) is the first listing of its token in its row, else 0."""
+    order = tokens.argsort(dim=-1, stable=True)
+    ordered = tokens.gather(1, order)
+    first = torch.ones_like(ordered, dtype=torch.float32)
+    first[:, 1:] = (ordered[:, 1:] != ordered[:, :-1]).float()
+    return torch.empty_like(first).scatter_(1, order, first)
 
 
 def _finite_rows(*values: torch.Tensor) -> list[torch.Tensor]:
@@ -70,17 +153,25 @@ def _finite_rows(*values: torch.Tensor) -> list[torch.Tensor]:
     return [torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for v in values]
 
 
-def _shift(logits: torch.Tensor) -> torch.Tensor:
-    z = sanitize_logits(logits)
+def _shift(logits: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        z = sanitize_logits(logits)
+    elif logits.dtype == torch.float32:
+        z = torch.nan_to_num(logits, nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"), out=out)
+    else:
+        z = out.copy_(logits).nan_to_num_(nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"))
     peak = z.amax(dim=-1, keepdim=True)
-    return z - torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return z.sub_(peak) if out is not None else z - peak
 
 
-def observed_step(logits: torch.Tensor) -> ControlledStep:
+def observed_step(logits: torch.Tensor, workspace: FusedWorkspace | None = None) -> ControlledStep:
     """The P side only (ICP observing: T = 1, no truncation, KL = 0).
 
     Args:
         logits (`torch.Tensor` of shape `(batch, vocab)`): raw scores, any floating dtype.
+        workspace ([`FusedWorkspace`], *optional*): buffers to compute in; the returned
+            `shifted_logits` is then the workspace's, overwritten by the next call with it.
 
     Example:
         >>> import math, torch
@@ -89,8 +180,8 @@ def observed_step(logits: torch.Tensor) -> ControlledStep:
         >>> round(s.entropy.item(), 4) == round(math.log(4), 4), s.kl.item()
         (True, 0.0)
     """
-    zc = _shift(logits)
-    _, log_total, mean, var = _moments_of_shifted(zc)
+    zc = _shift(logits, _buffer(workspace, "shifted_logits", logits))
+    _, log_total, mean, var = _moments_of_shifted(zc, workspace)
     h, v = _finite_rows(log_total - mean, var)
     zero = torch.zeros_like(h)
     return ControlledStep(h, v, h, v, h, zero, zc, log_total, None)
@@ -102,6 +193,7 @@ def controlled_step(
     min_p: float,
     penalty_tokens: torch.Tensor | None = None,
     penalty: torch.Tensor | None = None,
+    workspace: FusedWorkspace | None = None,
 ) -> ControlledStep:
     """P's signals, then Q = min-p(softmax((z - π) / T)) with its entropy and KL(Q||P), where π is a
     sparse per-row penalty on a few tokens (ICP's de-repetition).
@@ -117,6 +209,8 @@ def controlled_step(
             logits are lowered before tempering; a token listed several times gets its largest penalty.
         penalty (`torch.FloatTensor` of shape `(batch, k)`, *optional*): nats to subtract from the
             logit of the matching `penalty_tokens` entry (>= 0; 0 = none).
+        workspace ([`FusedWorkspace`], *optional*): buffers for the intermediates (see
+            [`observed_step`]).
 
     Example:
         >>> import torch
@@ -130,7 +224,7 @@ def controlled_step(
         >>> bool(torch.allclose(s.kl, kl_divergence(ref, distribution_signals(z).logp), atol=1e-4))
         True
     """
-    return control_side(observed_step(logits), temperature, min_p, penalty_tokens, penalty)
+    return control_side(observed_step(logits, workspace), temperature, min_p, penalty_tokens, penalty, workspace)
 
 
 def control_side(
@@ -139,6 +233,7 @@ def control_side(
     min_p: float,
     penalty_tokens: torch.Tensor | None = None,
     penalty: torch.Tensor | None = None,
+    workspace: FusedWorkspace | None = None,
 ) -> ControlledStep:
     """Adds the tempered and sampled sides to an [`observed_step`] result (see [`controlled_step`]).
 
@@ -148,38 +243,53 @@ def control_side(
         min_p (`float`): min-p level in [0, 1).
         penalty_tokens (`torch.LongTensor` of shape `(batch, k)`, *optional*): see [`controlled_step`].
         penalty (`torch.FloatTensor` of shape `(batch, k)`, *optional*): see [`controlled_step`].
+        workspace ([`FusedWorkspace`], *optional*): buffers for the intermediates (the one the
+            observed side used); `logq` is a fresh tensor unless its `reuse_output` is set.
     """
     zc, log_total = observed.shifted_logits, observed.log_normalizer
     t = temperature.unsqueeze(-1)
-    y = zc / t
+    y = torch.div(zc, t, out=_buffer(workspace, "tempered", zc))
     penalised = penalty_tokens is not None and penalty is not None and penalty_tokens.shape[-1] > 0
     if penalised:
         # y_j <- min(y_j, y_j - π_i/T over the entries i naming j) = y_j - max_i π_i / T: no (batch, vocab)
         # penalty tensor, one gather and one scatter over the k entries.
-        lowered = y.gather(1, penalty_tokens) - penalty.to(y.dtype) / t
-        y.scatter_reduce_(1, penalty_tokens, lowered, reduce="amin", include_self=True)
+        before = y.gather(1, penalty_tokens)
+        y.scatter_reduce_(1, penalty_tokens, before - penalty.to(y.dtype) / t, reduce="amin", include_self=True)
+        # What each entry's token actually lost (its largest listed penalty), once per distinct token:
+        # KL's E_q[zc] needs E_q[π], a sum over these few entries, not over the vocabulary.
+        lost = torch.nan_to_num(before - y.gather(1, penalty_tokens), nan=0.0) * _first_listing(penalty_tokens)
         shift = y.amax(dim=-1)  # below 0 only if a penalised token was the maximum
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-        y = y - shift.unsqueeze(-1)
-    weights, log_total_t, mean_t, var_t = _moments_of_shifted(y)
+        y.sub_(shift.unsqueeze(-1))
+    weights, log_total_t, mean_t, var_t = _moments_of_shifted(y, workspace)
     if min_p > 0.0:
         # max(y) = 0, so q_i / q_max = e^{y_i}: keep the weights above min_p. `threshold` is a single
-        # elementwise pass; masked_fill/where with a bool mask cost 5-20x more on CPU.
-        kept = torch.nn.functional.threshold(weights, min_p, 0.0)
+        # elementwise pass; masked_fill/where with a bool mask cost 5-20x more on CPU. The untruncated
+        # weights are not needed again, so they are truncated in place.
+        kept = torch.nn.functional.threshold_(weights, min_p, 0.0)
         total_q = kept.sum(dim=-1)
         log_total_q = total_q.log()
-        mean_q = (kept * y).nansum(dim=-1) / total_q
-        logq = torch.nn.functional.threshold(y, math.log(min_p), float("-inf")) - log_total_q.unsqueeze(-1)
+        mean_q = torch.mul(kept, y, out=_buffer(workspace, "product", y)).nansum(dim=-1) / total_q
     else:
         log_total_q, mean_q = log_total_t, mean_t
-        logq = y - log_total_t.unsqueeze(-1)
-    logq = torch.nan_to_num(logq, nan=float("-inf"), neginf=float("-inf"))
+    # log q = y - c_q. A row with no finite logit has c_q = -inf; subtracting 0 there keeps its -inf
+    # (-inf - -inf would be NaN), so no NaN-cleaning pass over (batch, vocab) is needed.
+    c_q = torch.where(torch.isfinite(log_total_q), log_total_q, torch.zeros_like(log_total_q)).unsqueeze(-1)
+    out = _buffer(workspace, "logq", y) if workspace is not None and workspace.reuse_output else None
+    if min_p > 0.0:
+        logq = torch.threshold(y, math.log(min_p), float("-inf"), out=out).sub_(c_q)
+    else:
+        logq = torch.sub(y, c_q, out=out)
     # KL = E_q[log q - log p] = E_q[y] - c_q - E_q[zc] + log Σe^zc. Without a penalty zc = T·y, so
     # E_q[zc] = T·E_q[y] and no extra pass is needed; with one, E_q[zc] takes one weighted sum.
     if penalised:
+        # zc_j = T·(y_j + shift) + π_j, with π_j the penalty token j lost (0 if none), so
+        # E_q[zc] = T·(E_q[y] + shift) + Σ_j q_j π_j, the last a sum over the listed tokens only.
         kept_weights = kept if min_p > 0.0 else weights
         kept_total = total_q if min_p > 0.0 else log_total_t.exp()
-        mean_zc = (kept_weights * zc).nansum(dim=-1) / kept_total
+        q_listed = kept_weights.gather(1, penalty_tokens) / kept_total.unsqueeze(-1)
+        mean_penalty = temperature * (q_listed * lost).sum(dim=-1)
+        mean_zc = temperature * (mean_q + shift) + mean_penalty
         kl = mean_q - log_total_q - mean_zc + log_total
     else:
         kl = (1.0 - temperature) * mean_q - log_total_q + log_total

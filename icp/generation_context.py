@@ -47,6 +47,8 @@ class GenerationContext:
         downstream (`dict[str, Any]`): generate kwargs of the warpers after ICP with their values.
         eos_token_ids (`list[int]`): end-of-sequence ids generate uses.
         pad_token_id (`int` or None): the padding id generate uses.
+        keeps_scores (`bool`): whether generate returns each step's processed scores
+            (`output_scores=True` with `return_dict_in_generate=True`).
         thread_id (`int`): the thread running this generate() call.
         frame_id (`int`): `id()` of its decoding-loop frame (to tell whether it is still running).
     """
@@ -59,6 +61,7 @@ class GenerationContext:
     downstream: dict[str, Any] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
     pad_token_id: int | None = None
+    keeps_scores: bool = False
     thread_id: int = 0
     frame_id: int = 0
 
@@ -145,4 +148,6 @@ def _build_context(function: str, processors: list, processor: Any, generation_c
         downstream=downstream,
         eos_token_ids=_eos_ids(generation_config),
         pad_token_id=getattr(generation_config, "pad_token_id", None),
+        keeps_scores=bool(getattr(generation_config, "output_scores", False))
+        and bool(getattr(generation_config, "return_dict_in_generate", False)),
     )

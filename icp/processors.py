@@ -58,6 +58,12 @@ class ICPLogitsProcessor(LogitsProcessor):
 
     Most users want [`ICP`], which wraps this processor with its stopping criteria.
 
+    Its (batch, vocab) intermediates live in buffers reused from step to step
+    (`state.workspace`, a [`FusedWorkspace`]). Inside a generate() call that does not return its
+    scores, the processed scores it returns are such a buffer too, overwritten at the next step;
+    called by hand, or under `output_scores=True, return_dict_in_generate=True`, every step returns a
+    fresh tensor.
+
     Args:
         config ([`ICPConfig`]): the configuration.
         hooks ([`ModelHooks`], *optional*): forward hooks on the model (new-generation detection,
@@ -145,6 +151,10 @@ class ICPLogitsProcessor(LogitsProcessor):
                 self.observe_only = True
         x0 = self.controller.initial_state(scores.shape[0], scores.device)
         self.state.start(input_ids, scores, x0, context, generation_id)
+        # Inside a generate() call that does not return its scores, nothing keeps a step's output
+        # past sampling, so the processor writes it into the same buffer every step (no fresh
+        # (batch, vocab) allocation). Called by hand, or with output_scores, each step's is fresh.
+        self.state.workspace.reuse_output = context is not None and not context.keeps_scores
         batch, device = scores.shape[0], scores.device
         self.state.tracker = self.tracker.initial_state(batch, device)
         self.state.fixed_target = (
@@ -192,7 +202,7 @@ class ICPLogitsProcessor(LogitsProcessor):
         step = state.step
         active = ~state.done
 
-        dist = observed_step(scores)
+        dist = observed_step(scores, state.workspace)
         coherence = self._coherence(input_ids, dist, active)
         if config.meta_uncertainty == "varentropy":
             meta = dist.varentropy
@@ -219,7 +229,7 @@ class ICPLogitsProcessor(LogitsProcessor):
                 penalty = repeat_penalty(
                     state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
                 )
-            dist = control_side(dist, temperature, config.min_p, penalty_tokens, penalty)
+            dist = control_side(dist, temperature, config.min_p, penalty_tokens, penalty, state.workspace)
             if self.tracks_target:
                 target, sensitivity = self._track(dist, active)
             # The controller steers the tempered distribution's entropy; min-p then only trims its tail.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import VOCAB, prompt, tiny_llama
-from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from icp import ICP, ICPCompositionWarning, ICPConfig, UnsupportedDecodingError
 from icp.processors import ICPLogitsProcessor
@@ -390,3 +390,51 @@ def test_sequential_use_from_another_thread_is_fine(model):
     worker.start()
     worker.join()
     assert icp.trace.batch_size == 2 and icp.trace.steps == 3
+
+
+class _RecordScores(LogitsProcessor):
+    """Downstream processor that records what ICP handed on at each step (pointer and a copy)."""
+
+    def __init__(self) -> None:
+        self.pointers: list[int] = []
+        self.copies: list[torch.Tensor] = []
+
+    def __call__(self, input_ids, scores):
+        self.pointers.append(scores.data_ptr())
+        self.copies.append(scores.clone())
+        return scores
+
+
+def test_output_buffer_is_reused_only_where_generate_keeps_no_scores(model):
+    runs = {}
+    for keep in (False, True):
+        icp, recorder = ICP(model), _RecordScores()
+        torch.manual_seed(0)
+        out = generate(
+            model,
+            icp,
+            logits_processor=LogitsProcessorList([*icp, recorder]),
+            output_scores=keep,
+            return_dict_in_generate=True,
+        )
+        runs[keep] = (icp, recorder, out)
+    reused, fresh = runs[False][1], runs[True][1]
+    assert len(set(reused.pointers)) == 1  # one buffer, rewritten each step
+    assert len(set(fresh.pointers)) == len(fresh.pointers) == 12
+    # Reusing the buffer changes nothing: same scores, same tokens, same trace.
+    for a, b in zip(reused.copies, fresh.copies):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(runs[False][2].sequences, runs[True][2].sequences)
+    np.testing.assert_allclose(runs[False][0].trace["free_energy"], runs[True][0].trace["free_energy"])
+    # The scores generate returns are each step's own, not one overwritten buffer.
+    for kept, copy in zip(runs[True][2].scores, fresh.copies):
+        torch.testing.assert_close(kept, copy)
+
+
+def test_called_by_hand_each_step_returns_a_fresh_tensor():
+    proc = ICPLogitsProcessor(ICPConfig())
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    first = proc(ids, torch.randn(2, 50))
+    kept = first.clone()
+    second = proc(torch.cat([ids, torch.ones(2, 1, dtype=torch.long)], 1), torch.randn(2, 50))
+    assert first.data_ptr() != second.data_ptr() and torch.equal(first, kept)

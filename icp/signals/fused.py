@@ -23,8 +23,9 @@ Two things keep those passes cheap on CPU (`python eval/overhead.py --signals-on
 - a [`FusedWorkspace`] holds the (batch, vocab) intermediates across steps, so that a step writes
   into memory it already owns instead of allocating (and page-faulting in) fresh 6 MiB tensors at
   batch 32; the processor keeps one per generation;
-- on CPU, e^x is computed as 2^(x·log2 e): torch's `exp2` kernel is about twice as fast as its
-  `exp` there, which pays for the extra multiply. Other devices use `exp`.
+- torch's CPU `exp2` kernel is about twice as fast as its `exp`. The tempered side keeps its logits in
+  bits, zc·log2 e / T, from its first pass, so its weights are one `exp2` pass on any device; on CPU
+  the P side's e^zc is computed as 2^(zc·log2 e), where the faster kernel pays for the multiply.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _LOG2_E = 1.0 / math.log(2.0)
+_LN_2 = math.log(2.0)
 
 
 class FusedWorkspace:
@@ -247,49 +249,56 @@ def control_side(
             observed side used); `logq` is a fresh tensor unless its `reuse_output` is set.
     """
     zc, log_total = observed.shifted_logits, observed.log_normalizer
-    t = temperature.unsqueeze(-1)
-    y = torch.div(zc, t, out=_buffer(workspace, "tempered", zc))
+    # The tempered logits are kept in bits, b = y·log2 e = zc·log2 e / T: the weights are then one
+    # exp2 pass, and only (batch,) results are converted back to nats.
+    scale = (_LOG2_E / temperature).unsqueeze(-1)
+    b = torch.mul(zc, scale, out=_buffer(workspace, "tempered", zc))
     penalised = penalty_tokens is not None and penalty is not None and penalty_tokens.shape[-1] > 0
     if penalised:
-        # y_j <- min(y_j, y_j - π_i/T over the entries i naming j) = y_j - max_i π_i / T: no (batch, vocab)
-        # penalty tensor, one gather and one scatter over the k entries.
-        before = y.gather(1, penalty_tokens)
-        y.scatter_reduce_(1, penalty_tokens, before - penalty.to(y.dtype) / t, reduce="amin", include_self=True)
-        # What each entry's token actually lost (its largest listed penalty), once per distinct token:
-        # KL's E_q[zc] needs E_q[π], a sum over these few entries, not over the vocabulary.
-        lost = torch.nan_to_num(before - y.gather(1, penalty_tokens), nan=0.0) * _first_listing(penalty_tokens)
-        shift = y.amax(dim=-1)  # below 0 only if a penalised token was the maximum
+        # b_j <- min(b_j, b_j - π_i·log2 e/T over the entries i naming j): no (batch, vocab) penalty
+        # tensor, one gather and one scatter over the k entries.
+        before = b.gather(1, penalty_tokens)
+        b.scatter_reduce_(1, penalty_tokens, before - penalty.to(b.dtype) * scale, reduce="amin", include_self=True)
+        # What each entry's token actually lost (its largest listed penalty, in bits), once per distinct
+        # token: KL's E_q[zc] needs E_q[π], a sum over these few entries, not over the vocabulary.
+        lost = torch.nan_to_num(before - b.gather(1, penalty_tokens), nan=0.0) * _first_listing(penalty_tokens)
+        shift = b.amax(dim=-1)  # below 0 only if a penalised token was the maximum
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-        y.sub_(shift.unsqueeze(-1))
-    weights, log_total_t, mean_t, var_t = _moments_of_shifted(y, workspace)
+        b.sub_(shift.unsqueeze(-1))
+    weights = torch.exp2(b, out=_buffer(workspace, "weights", b))
+    total_t = weights.sum(dim=-1)
+    weighted = torch.mul(weights, b, out=_buffer(workspace, "product", b))  # NaN at -inf: nansum drops it
+    mean_b = weighted.nansum(dim=-1) / total_t
+    var_b = (weighted.mul_(b).nansum(dim=-1) / total_t - mean_b * mean_b).clamp_min(0.0)
+    log_total_t, mean_t, var_t = total_t.log(), _LN_2 * mean_b, (_LN_2 * _LN_2) * var_b
     if min_p > 0.0:
-        # max(y) = 0, so q_i / q_max = e^{y_i}: keep the weights above min_p. `threshold` is a single
+        # max(b) = 0, so q_i / q_max = 2^{b_i}: keep the weights above min_p. `threshold` is a single
         # elementwise pass; masked_fill/where with a bool mask cost 5-20x more on CPU. The untruncated
         # weights are not needed again, so they are truncated in place.
         kept = torch.nn.functional.threshold_(weights, min_p, 0.0)
         total_q = kept.sum(dim=-1)
         log_total_q = total_q.log()
-        mean_q = torch.mul(kept, y, out=_buffer(workspace, "product", y)).nansum(dim=-1) / total_q
+        mean_q = _LN_2 * torch.mul(kept, b, out=_buffer(workspace, "product", b)).nansum(dim=-1) / total_q
     else:
         log_total_q, mean_q = log_total_t, mean_t
-    # log q = y - c_q. A row with no finite logit has c_q = -inf; subtracting 0 there keeps its -inf
-    # (-inf - -inf would be NaN), so no NaN-cleaning pass over (batch, vocab) is needed.
+    # log q = b·ln 2 - c_q, one pass. A row with no finite logit has c_q = -inf; subtracting 0 there
+    # keeps its -inf (-inf - -inf would be NaN), so no NaN-cleaning pass over (batch, vocab) is needed.
     c_q = torch.where(torch.isfinite(log_total_q), log_total_q, torch.zeros_like(log_total_q)).unsqueeze(-1)
-    out = _buffer(workspace, "logq", y) if workspace is not None and workspace.reuse_output else None
+    out = _buffer(workspace, "logq", b) if workspace is not None and workspace.reuse_output else None
     if min_p > 0.0:
-        logq = torch.threshold(y, math.log(min_p), float("-inf"), out=out).sub_(c_q)
+        truncated = torch.threshold(b, math.log2(min_p), float("-inf"), out=out)
+        logq = torch.add(-c_q, truncated, alpha=_LN_2, out=truncated)
     else:
-        logq = torch.sub(y, c_q, out=out)
-    # KL = E_q[log q - log p] = E_q[y] - c_q - E_q[zc] + log Σe^zc. Without a penalty zc = T·y, so
-    # E_q[zc] = T·E_q[y] and no extra pass is needed; with one, E_q[zc] takes one weighted sum.
+        logq = torch.add(-c_q, b, alpha=_LN_2, out=out)
+    # KL = E_q[log q - log p] = E_q[y] - c_q - E_q[zc] + log Σe^zc, with y = b·ln 2. Without a penalty
+    # zc = T·y, so E_q[zc] = T·E_q[y]. With one, zc_j = T·(y_j + shift) + π_j, π_j the penalty token j
+    # lost (0 if none), so E_q[zc] = T·(E_q[y] + shift) + Σ_j q_j π_j: a sum over the listed tokens only.
     if penalised:
-        # zc_j = T·(y_j + shift) + π_j, with π_j the penalty token j lost (0 if none), so
-        # E_q[zc] = T·(E_q[y] + shift) + Σ_j q_j π_j, the last a sum over the listed tokens only.
         kept_weights = kept if min_p > 0.0 else weights
-        kept_total = total_q if min_p > 0.0 else log_total_t.exp()
+        kept_total = total_q if min_p > 0.0 else total_t
         q_listed = kept_weights.gather(1, penalty_tokens) / kept_total.unsqueeze(-1)
-        mean_penalty = temperature * (q_listed * lost).sum(dim=-1)
-        mean_zc = temperature * (mean_q + shift) + mean_penalty
+        mean_penalty = _LN_2 * temperature * (q_listed * lost).sum(dim=-1)
+        mean_zc = temperature * (mean_q + _LN_2 * shift) + mean_penalty
         kl = mean_q - log_total_q - mean_zc + log_total
     else:
         kl = (1.0 - temperature) * mean_q - log_total_q + log_total

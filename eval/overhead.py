@@ -224,6 +224,7 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
     start = time.perf_counter()
     for t in range(new_tokens):
         proc(ids[:, : prompt + t], scores)
+        proc.state.workspace.reuse_output = True  # as inside generate() without output_scores
         if t == 0:
             # Preallocate as generate() would (max_new_tokens is known there): one allocation.
             proc.state.buffers.ensure(new_tokens - 1)
@@ -240,8 +241,13 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
     lengths = proc.state.repeat_lengths
     repeat_mb = lengths.numel() * lengths.element_size() / 2**20 if lengths is not None else 0.0
     growth = max(rss) - base
+    workspace_mb = proc.state.workspace.nbytes() / 2**20
     print(f"ICP alone, batch {batch}, {new_tokens} steps in {elapsed:.0f} s")
     print(f"trace buffers: {trace_mb:.1f} MiB, preallocated at step 0 (before the baseline below)")
+    print(
+        f"fused-pass workspace (batch x vocab intermediates and output, reused every step): {workspace_mb:.1f} MiB, "
+        "allocated at step 0"
+    )
     print(
         f"de-repetition state (repeat length per searched position, at most derepeat_window, replaced each step): "
         f"{repeat_mb:.2f} MiB at the end"
@@ -251,6 +257,7 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
     return {
         "trace_mib": trace_mb,
         "repeat_state_mib": repeat_mb,
+        "workspace_mib": workspace_mb,
         "rss_base_mib": base,
         "rss_mib": rss,
         "growth_mib": growth,

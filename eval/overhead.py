@@ -16,6 +16,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -127,15 +128,23 @@ def throughput_table(model, tokenizer, batches, decoders, repeats, max_new_token
     return rows
 
 
-def compile_fused_passes() -> None:
-    """Replaces the processor's two fused distribution passes (`observed_step`, `control_side`) by
-    `torch.compile(dynamic=True)` versions for the rest of this process: a benchmark switch, not an
-    ICP option. Compilation happens in the first calls, which the table's warm-up steps absorb."""
+@contextlib.contextmanager
+def compiled_fused_passes():
+    """Within the block, ICP's processor runs `torch.compile(dynamic=True)` versions of its two fused
+    distribution passes (`observed_step`, `control_side`): a benchmark switch, not an ICP option.
+    Compilation happens in the first calls, which the table's warm-up steps absorb. The eager
+    functions are put back on exit, so later rows of a table are not timed compiled by mistake."""
     import icp.processors as processors
     from icp.signals import fused
 
+    eager = processors.observed_step, processors.control_side
+    torch._dynamo.reset()  # each batch size compiles afresh, not against the previous ones' recompile budget
     processors.observed_step = torch.compile(fused.observed_step, dynamic=True)
     processors.control_side = torch.compile(fused.control_side, dynamic=True)
+    try:
+        yield
+    finally:
+        processors.observed_step, processors.control_side = eager
 
 
 def signal_cost_table(
@@ -166,25 +175,11 @@ def signal_cost_table(
                 if t >= 5:
                     timings[name].append(time.perf_counter() - start)
         for source, overrides in variants.items():
-            if source == "compiled":
-                compile_fused_passes()
             proc = ICPLogitsProcessor(ICPConfig(**overrides), embeddings=embeddings if source != "logits" else None)
             criteria = [LoopStoppingCriteria(proc.state), DivergenceStoppingCriteria(proc.state)]
-            for t in range(steps):
-                start = time.perf_counter()
-                scores.sum()
-                read = time.perf_counter() - start
-                start = time.perf_counter()
-                proc(ids[:, : 8 + t], scores)
-                for criterion in criteria:
-                    criterion(ids[:, : 9 + t], None)
-                elapsed = time.perf_counter() - start
-                # Called by hand, ICP returns a fresh tensor every step; inside generate() (without
-                # output_scores) it reuses one buffer. Time what generate() gets.
-                proc.state.workspace.reuse_output = True
-                if t >= 5:
-                    timings[source].append(elapsed)
-                    timings["read"].append(read)
+            switch = compiled_fused_passes() if source == "compiled" else contextlib.nullcontext()
+            with switch:
+                timings[source] += _time_icp_steps(proc, criteria, ids, scores, steps, timings["read"])
         read_us = 1e6 * statistics.median(timings["read"])
         row = {"batch": batch, "read_us": read_us}
         for source in variants:
@@ -201,6 +196,28 @@ def signal_cost_table(
             + "".join(f"; {name} {row[f'{name}_us']:8.1f} us" for name in baselines)
         )
     return rows
+
+
+def _time_icp_steps(proc, criteria, ids, scores, steps: int, reads: list) -> list[float]:
+    """Seconds per step of `proc` and `criteria` on `scores`, after 5 warm-up steps; appends the time
+    of one read of `scores` per timed step to `reads`."""
+    timings = []
+    for t in range(steps):
+        start = time.perf_counter()
+        scores.sum()
+        read = time.perf_counter() - start
+        start = time.perf_counter()
+        proc(ids[:, : 8 + t], scores)
+        for criterion in criteria:
+            criterion(ids[:, : 9 + t], None)
+        elapsed = time.perf_counter() - start
+        # Called by hand, ICP returns a fresh tensor every step; inside generate() (without
+        # output_scores) it reuses one buffer. Time what generate() gets.
+        proc.state.workspace.reuse_output = True
+        if t >= 5:
+            timings.append(elapsed)
+            reads.append(read)
+    return timings
 
 
 def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_tokens: int = 4096):

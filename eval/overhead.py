@@ -11,6 +11,7 @@ Run:
     python eval/overhead.py --batches 1,8 --repeats 5 --decoders plain,icp
     python eval/overhead.py --memory                           # ICP's memory over 4096 steps at batch 32
     python eval/overhead.py --signals-only --compile           # adds ICP with torch.compile'd fused passes
+    python eval/overhead.py --kernels                          # exp vs exp2, fresh vs reused, at batch 32
 """
 
 from __future__ import annotations
@@ -282,6 +283,33 @@ def memory_check(vocab: int, embeddings: torch.Tensor, batch: int = 32, new_toke
     }
 
 
+def kernel_table(vocab: int, batch: int = 32, repeats: int = 50) -> list[dict]:
+    """The two kernel facts the fused passes rely on, at (batch, vocab): torch's `exp2` against `exp`,
+    and writing into a reused buffer against allocating the result."""
+    x = torch.randn(batch, vocab) * 3
+    x -= x.amax(dim=-1, keepdim=True)
+    out = torch.empty_like(x)
+    cases = {
+        "exp (fresh result)": lambda: torch.exp(x),
+        "exp into a reused buffer": lambda: torch.exp(x, out=out),
+        "exp2 into a reused buffer": lambda: torch.exp2(x, out=out),
+        "multiply by log2 e, then exp2, into a reused buffer": lambda: torch.mul(x, 1.4427, out=out).exp2_(),
+        "x * x (fresh result)": lambda: x * x,
+        "x * x into a reused buffer": lambda: torch.mul(x, x, out=out),
+    }
+    rows = []
+    for name, fn in cases.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        rows.append({"kernel": name, "us": 1e6 * statistics.median(times), "us_max": 1e6 * max(times)})
+        print(f"batch {batch}, vocab {vocab}: {name:<55} {rows[-1]['us']:8.1f} us (max {rows[-1]['us_max']:.1f})")
+    return rows
+
+
 def _rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/status") as f:
         for line in f:
@@ -302,6 +330,7 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="signals table: also ICP with torch.compile'd fused passes (last)"
     )
+    parser.add_argument("--kernels", action="store_true", help="only time exp against exp2, fresh against reused")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -309,7 +338,9 @@ def main() -> None:
     model, tokenizer = load_default_model()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     result = {}
-    if args.memory:
+    if args.kernels:
+        result["kernels"] = kernel_table(model.config.vocab_size)
+    elif args.memory:
         result["memory"] = memory_check(model.config.vocab_size, model.get_input_embeddings().weight.detach())
     else:
         batches = [int(b) for b in args.batches.split(",")]

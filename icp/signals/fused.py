@@ -150,9 +150,14 @@ def _first_listing(tokens: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(first).scatter_(1, order, first)
 
 
-def _finite_rows(*values: torch.Tensor) -> list[torch.Tensor]:
+def _zero_if_infinite(x: torch.Tensor) -> torch.Tensor:
+    """x with NaN and ±inf replaced by 0 (one small operation)."""
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _finite_rows(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
     # A row with no finite logit has no distribution: report 0 rather than NaN.
-    return [torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for v in values]
+    return _zero_if_infinite(torch.stack(values)).unbind(0)
 
 
 def _shift(logits: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -163,7 +168,7 @@ def _shift(logits: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     else:
         z = out.copy_(logits).nan_to_num_(nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"))
     peak = z.amax(dim=-1, keepdim=True)
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    peak = _zero_if_infinite(peak)
     return z.sub_(peak) if out is not None else z - peak
 
 
@@ -263,7 +268,7 @@ def control_side(
         # token: KL's E_q[zc] needs E_q[π], a sum over these few entries, not over the vocabulary.
         lost = torch.nan_to_num(before - b.gather(1, penalty_tokens), nan=0.0) * _first_listing(penalty_tokens)
         shift = b.amax(dim=-1)  # below 0 only if a penalised token was the maximum
-        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+        shift = _zero_if_infinite(shift)
         b.sub_(shift.unsqueeze(-1))
     weights = torch.exp2(b, out=_buffer(workspace, "weights", b))
     total_t = weights.sum(dim=-1)
@@ -283,7 +288,7 @@ def control_side(
         log_total_q, mean_q = log_total_t, mean_t
     # log q = b·ln 2 - c_q, one pass. A row with no finite logit has c_q = -inf; subtracting 0 there
     # keeps its -inf (-inf - -inf would be NaN), so no NaN-cleaning pass over (batch, vocab) is needed.
-    c_q = torch.where(torch.isfinite(log_total_q), log_total_q, torch.zeros_like(log_total_q)).unsqueeze(-1)
+    c_q = _zero_if_infinite(log_total_q).unsqueeze(-1)
     out = _buffer(workspace, "logq", b) if workspace is not None and workspace.reuse_output else None
     if min_p > 0.0:
         truncated = torch.threshold(b, math.log2(min_p), float("-inf"), out=out)

@@ -21,8 +21,8 @@ the (batch, vocab) logits instead of about 40 for the separate reference functio
 Two things keep those passes cheap on CPU (`python eval/overhead.py --signals-only` measures them):
 
 - a [`FusedWorkspace`] holds the (batch, vocab) intermediates across steps, so that a step writes
-  into memory it already owns instead of allocating (and page-faulting in) fresh 6 MiB tensors at
-  batch 32; the processor keeps one per generation;
+  into memory it already owns instead of allocating a dozen fresh 6 MiB tensors at batch 32; the
+  processor keeps one (in its state) until `reset()`;
 - torch's CPU `exp2` kernel is about twice as fast as its `exp`. The tempered side keeps its logits in
   bits, zc·log2 e / T, from its first pass, so its weights are one `exp2` pass on any device; on CPU
   the P side's e^zc is computed as 2^(zc·log2 e), where the faster kernel pays for the multiply.

@@ -58,8 +58,9 @@ class ICPLogitsProcessor(LogitsProcessor):
 
     Most users want [`ICP`], which wraps this processor with its stopping criteria.
 
-    Its (batch, vocab) intermediates live in buffers reused from step to step
-    (`state.workspace`, a [`FusedWorkspace`]). Inside a generate() call that does not return its
+    Its (batch, vocab) intermediates live in buffers reused from step to step and across
+    generations of the same shape (`state.workspace`, a [`FusedWorkspace`]: 5 float32 buffers, 30 MiB
+    at batch 32 for a 49,152-token vocabulary), held until `reset()`. Inside a generate() call that does not return its
     scores, the processed scores it returns are such a buffer too, overwritten at the next step;
     called by hand, or under `output_scores=True, return_dict_in_generate=True`, every step returns a
     fresh tensor.

@@ -51,13 +51,15 @@ class DistributionSignals(NamedTuple):
     varentropy: torch.Tensor
 
 
-def sanitize_logits(logits: torch.Tensor) -> torch.Tensor:
+def sanitize_logits(logits: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Returns float32 logits with ``NaN`` mapped to ``-inf`` and ``+inf`` to a huge finite value.
 
     Never modifies its input.
 
     Args:
         logits (`torch.Tensor` of shape `(..., vocab)`): raw scores, any floating dtype.
+        out (`torch.FloatTensor` of `logits`' shape, *optional*): a float32 tensor to write the result
+            into (and return) instead of allocating one.
 
     Example:
 
@@ -66,7 +68,12 @@ def sanitize_logits(logits: torch.Tensor) -> torch.Tensor:
     >>> sanitize_logits(torch.tensor([[float("nan"), 0.0, float("-inf")]]))
     tensor([[-inf, 0., -inf]])
     """
-    return torch.nan_to_num(logits.float(), nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"))
+    stand_ins = {"nan": float("-inf"), "posinf": _POSINF_STAND_IN, "neginf": float("-inf")}
+    if out is None:
+        return torch.nan_to_num(logits.float(), **stand_ins)
+    if logits.dtype != torch.float32:
+        return out.copy_(logits).nan_to_num_(**stand_ins)
+    return torch.nan_to_num(logits, **stand_ins, out=out)
 
 
 def _moments(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import torch
 
-from .distribution import _LOG_TINY, _POSINF_STAND_IN, sanitize_logits
+from .distribution import _LOG_TINY, sanitize_logits
 
 __all__ = [
     "ControlledStep",
@@ -161,12 +161,7 @@ def _finite_rows(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _shift(logits: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    if out is None:
-        z = sanitize_logits(logits)
-    elif logits.dtype == torch.float32:
-        z = torch.nan_to_num(logits, nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"), out=out)
-    else:
-        z = out.copy_(logits).nan_to_num_(nan=float("-inf"), posinf=_POSINF_STAND_IN, neginf=float("-inf"))
+    z = sanitize_logits(logits, out=out)
     peak = z.amax(dim=-1, keepdim=True)
     peak = _zero_if_infinite(peak)
     return z.sub_(peak) if out is not None else z - peak

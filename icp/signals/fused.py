@@ -129,16 +129,20 @@ class ControlledStep(NamedTuple):
 
 
 def _moments_of_shifted(
-    x: torch.Tensor, workspace: FusedWorkspace | None = None
+    x: torch.Tensor, workspace: FusedWorkspace | None = None, bits: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For x with max 0 per row (-inf allowed): weights e^x, log Σe^x, E[x], Var[x]."""
-    weights = _exp(x, _buffer(workspace, "weights", x))
+    """For x with max 0 per row (-inf allowed): the weights e^x, the log-normaliser log Σe^x, E[x] and
+    Var[x]. With `bits`, x is in bits: the weights are 2^x, and the normaliser, mean and variance are
+    returned in nats (ln Σ2^x, E[x]·ln 2, Var[x]·ln² 2)."""
+    weights = torch.exp2(x, out=_buffer(workspace, "weights", x)) if bits else _exp(x, _buffer(workspace, "weights", x))
     total = weights.sum(dim=-1)
     # 0 * -inf = NaN on masked entries: nansum drops them (their true term is 0)
     weighted = torch.mul(weights, x, out=_buffer(workspace, "product", x))
     first = weighted.nansum(dim=-1) / total
-    second = weighted.mul_(x).nansum(dim=-1) / total
-    return weights, total.log(), first, (second - first * first).clamp_min(0.0)
+    variance = (weighted.mul_(x).nansum(dim=-1) / total - first * first).clamp_min(0.0)
+    if bits:
+        first, variance = _LN_2 * first, (_LN_2 * _LN_2) * variance
+    return weights, total.log(), first, variance
 
 
 def _first_listing(tokens: torch.Tensor) -> torch.Tensor:
@@ -265,12 +269,7 @@ def control_side(
         shift = b.amax(dim=-1)  # below 0 only if a penalised token was the maximum
         shift = _zero_if_infinite(shift)
         b.sub_(shift.unsqueeze(-1))
-    weights = torch.exp2(b, out=_buffer(workspace, "weights", b))
-    total_t = weights.sum(dim=-1)
-    weighted = torch.mul(weights, b, out=_buffer(workspace, "product", b))  # NaN at -inf: nansum drops it
-    mean_b = weighted.nansum(dim=-1) / total_t
-    var_b = (weighted.mul_(b).nansum(dim=-1) / total_t - mean_b * mean_b).clamp_min(0.0)
-    log_total_t, mean_t, var_t = total_t.log(), _LN_2 * mean_b, (_LN_2 * _LN_2) * var_b
+    weights, log_total_t, mean_t, var_t = _moments_of_shifted(b, workspace, bits=True)
     if min_p > 0.0:
         # max(b) = 0, so q_i / q_max = 2^{b_i}: keep the weights above min_p. `threshold` is a single
         # elementwise pass; masked_fill/where with a bool mask cost 5-20x more on CPU. The untruncated
@@ -295,7 +294,7 @@ def control_side(
     # lost (0 if none), so E_q[zc] = T·(E_q[y] + shift) + Σ_j q_j π_j: a sum over the listed tokens only.
     if penalised:
         kept_weights = kept if min_p > 0.0 else weights
-        kept_total = total_q if min_p > 0.0 else total_t
+        kept_total = total_q if min_p > 0.0 else log_total_t.exp()
         q_listed = kept_weights.gather(1, penalty_tokens) / kept_total.unsqueeze(-1)
         mean_penalty = _LN_2 * temperature * (q_listed * lost).sum(dim=-1)
         mean_zc = temperature * (mean_q + _LN_2 * shift) + mean_penalty

@@ -8,7 +8,6 @@ vectorised over rows and periods.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import torch
@@ -38,32 +37,19 @@ class RepeatedCycle(NamedTuple):
     progress: torch.Tensor
 
 
-@functools.lru_cache(maxsize=128)
-def _run_indices(width: int, max_period: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For a window of `width` tokens: positions from the last token back (L,), the flattened
-    position p tokens earlier (P·L,) clamped at 0, and whether that position exists (P, L). They
-    depend on the shapes only, so they are built once per width (the loop window caps the widths)."""
-    periods = torch.arange(1, max_period + 1, device=device)  # (P,)
-    pos = width - 1 - torch.arange(width, device=device)  # (L,) offset i from the last token
-    earlier = pos.unsqueeze(0) - periods.unsqueeze(1)  # (P, L)
-    return pos, earlier.clamp_min(0).reshape(-1), earlier >= 0
-
-
 def _trailing_runs(window: torch.Tensor, max_period: int) -> torch.Tensor:
     """(batch, max_period) trailing runs r_p for p = 1..max_period. Negative ids never match."""
     batch, width = window.shape
-    pos, earlier, in_range = _run_indices(width, max_period, window.device)
+    device = window.device
+    periods = torch.arange(1, max_period + 1, device=device)  # (P,)
+    back = torch.arange(width, device=device)  # offset i from the last token
+    pos = width - 1 - back  # (L,)
+    earlier = pos.unsqueeze(0) - periods.unsqueeze(1)  # (P, L)
+    in_range = earlier >= 0
     cur = window[:, pos].unsqueeze(1).expand(batch, max_period, width)
-    prev = window[:, earlier].reshape(batch, max_period, width)
-    match = (cur == prev) & in_range & (cur >= 0)
+    prev = window.gather(1, earlier.clamp_min(0).reshape(1, -1).expand(batch, -1)).reshape(batch, max_period, width)
+    match = (cur == prev) & in_range.unsqueeze(0) & (cur >= 0)
     return match.long().cumprod(dim=-1).sum(dim=-1)
-
-
-@functools.lru_cache(maxsize=16)
-def _loop_lengths(max_period: int, min_repeats: int, min_loop_tokens: int, device: torch.device) -> torch.Tensor:
-    """(P,) float32: the trailing run that makes a loop of period p = 1..max_period."""
-    periods = torch.arange(1, max_period + 1, device=device)
-    return torch.clamp_min((min_repeats - 1) * periods, min_loop_tokens).to(torch.float32)
 
 
 def trailing_cycle(window: torch.Tensor, max_period: int, min_repeats: int, min_loop_tokens: int) -> RepeatedCycle:
@@ -89,7 +75,9 @@ def trailing_cycle(window: torch.Tensor, max_period: int, min_repeats: int, min_
     ([3, 1], [6, 0], [True, False])
     """
     runs = _trailing_runs(window, max_period)  # (B, P)
-    progress = runs.to(torch.float32) / _loop_lengths(max_period, min_repeats, min_loop_tokens, window.device)
+    periods = torch.arange(1, max_period + 1, device=window.device)
+    needed = torch.clamp_min((min_repeats - 1) * periods, min_loop_tokens).to(torch.float32)
+    progress = runs.to(torch.float32) / needed  # (B, P)
     best_progress, best = progress.max(dim=-1)
     return RepeatedCycle(runs.gather(1, best.unsqueeze(1)).squeeze(1), best + 1, best_progress)
 

@@ -24,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench.scoring import MetricBank, _interval, _resamples  # noqa: E402  (the suite's own bootstrap)
+
 
 def paired_bootstrap(a, b, n_bootstrap: int = 10_000, seed: int = 0) -> dict[str, float]:
     """Mean of the per-item differences a - b, with a 95 % percentile interval from resampling items.
@@ -52,9 +54,8 @@ def paired_bootstrap(a, b, n_bootstrap: int = 10_000, seed: int = 0) -> dict[str
     if n_bootstrap < 1:
         raise ValueError(f"`n_bootstrap` must be >= 1, got {n_bootstrap}")
     diff = a - b
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(n_bootstrap, len(diff)))
-    means = diff[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    means = diff[_resamples(len(diff), n_bootstrap, seed)].mean(axis=1)
+    low, high = _interval(list(means))
     return {
         "n": int(len(diff)),
         "mean_a": float(a.mean()),
@@ -86,8 +87,6 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    from bench.scoring import MetricBank
 
     rows = [json.loads(line) for line in Path(args.examples).read_text().splitlines() if line.strip()]
     metric = MetricBank()("prompt_coherence")

@@ -3,7 +3,7 @@
 from .cards import ICPCardWarning
 from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds, TrackingConfig
 from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
-from .generation_context import UnsupportedDecodingError
+from .generation_context import ICPCompatibilityWarning, UnsupportedDecodingError
 from .processors import ICP, ICPCompositionWarning, ICPLogitsProcessor
 from .regimes import REGIMES
 from .trace import STOP_REASONS, Trace
@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ICP",
     "ICPCardWarning",
+    "ICPCompatibilityWarning",
     "ICPCompositionWarning",
     "ICPConfig",
     "ICPLogitsProcessor",

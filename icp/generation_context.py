@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GenerationContext", "find_generation_context", "UnsupportedDecodingError"]
+__all__ = ["GenerationContext", "ICPCompatibilityWarning", "find_generation_context", "UnsupportedDecodingError"]
 
 _MAX_FRAMES = 25
+# Locals of generate's decoding loop that ICP reads (once per generation). Tested on both ends of the
+# transformers range that pyproject.toml accepts; a release that renames them triggers the warning below.
+_PROCESSORS_LOCAL = "logits_processor"
+_GENERATION_CONFIG_LOCAL = "generation_config"
 # Processors that change the distribution after ICP (generate's "warpers").
 _DOWNSTREAM_WARPERS = {  # class name -> (generate kwarg, attribute holding its value)
     "TemperatureLogitsWarper": ("temperature", "temperature"),
@@ -28,6 +34,10 @@ _DOWNSTREAM_WARPERS = {  # class name -> (generate kwarg, attribute holding its 
     "EtaLogitsWarper": ("eta_cutoff", "epsilon"),
     "TopHLogitsWarper": ("top_h", "top_h"),
 }
+
+
+class ICPCompatibilityWarning(UserWarning):
+    """The installed transformers does not lay out `generate()` as ICP expects; ICP says what it loses."""
 
 
 class UnsupportedDecodingError(ValueError):
@@ -64,6 +74,22 @@ class GenerationContext:
     keeps_scores: bool = False
     thread_id: int = 0
     frame_id: int = 0
+    loop_depth: int = 0
+    _processors: Any = field(default=None, repr=False, compare=False)
+
+    def is_current(self, frame: Any) -> bool:
+        """Whether `frame`, the processor's own, is called from this context's decoding loop.
+
+        Every generate() call builds its own processor list, so another list in the loop frame
+        `loop_depth` levels up means another generate() call, even when every shape lines up.
+        Python attribute reads only: no host-device sync.
+        """
+        for _ in range(self.loop_depth):
+            frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return False
+        loop_list = self._processors() if self._processors is not None else None
+        return loop_list is not None and frame.f_locals.get(_PROCESSORS_LOCAL) is loop_list
 
     def is_running(self) -> bool:
         """Whether this generate() call's decoding loop is still on its thread's stack."""
@@ -77,7 +103,7 @@ class GenerationContext:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _warper_value(processor: Any, attribute: str) -> Any:
@@ -98,24 +124,70 @@ def _eos_ids(generation_config: Any) -> list[int]:
         return []
 
 
-def find_generation_context(processor: Any) -> GenerationContext | None:
+def find_generation_context(processor: Any, frame: Any = None) -> GenerationContext | None:
     """Finds the generate() frame whose processor list holds `processor`; None outside generate().
+
+    The decoding loop's processor list and generation config are locals of generate's private loop
+    functions, which a transformers release may rename. When ICP runs inside a `generate()` call but
+    cannot find them, it says so ([`ICPCompatibilityWarning`]) instead of silently running without
+    them, and then behaves as when called by hand.
+
+    Args:
+        processor (`LogitsProcessor`): the processor to look for (ICP's).
+        frame (`frame`, *optional*): the processor's own `__call__` frame, from which the loop's depth
+            is counted (for [`GenerationContext.is_current`]); defaults to the caller's frame.
 
     Raises:
         UnsupportedDecodingError: for beam search and assisted (speculative) decoding.
     """
-    frame = sys._getframe(1)
-    for _ in range(_MAX_FRAMES):
+    frame = frame if frame is not None else sys._getframe(1)
+    inside_generate = False
+    for depth in range(_MAX_FRAMES):
         if frame is None:
-            return None
+            break
         local_vars = frame.f_locals
-        processors = local_vars.get("logits_processor")
+        processors = local_vars.get(_PROCESSORS_LOCAL)
         if isinstance(processors, list) and any(p is processor for p in processors):
-            context = _build_context(frame.f_code.co_name, processors, processor, local_vars.get("generation_config"))
-            context.thread_id, context.frame_id = threading.get_ident(), id(frame)
+            context = _build_context(
+                frame.f_code.co_name, processors, processor, local_vars.get(_GENERATION_CONFIG_LOCAL)
+            )
+            context.thread_id, context.frame_id, context.loop_depth = threading.get_ident(), id(frame), depth
+            context._processors = _reference(processors)
             return context
+        inside_generate = inside_generate or _is_generate_frame(frame)
         frame = frame.f_back
+    if inside_generate:
+        warnings.warn(
+            f"ICP runs inside `generate()` but cannot find its `{_PROCESSORS_LOCAL}` list: this transformers release "
+            f"({_transformers_version()}) lays out its decoding loop differently from the releases ICP is tested on "
+            "(see pyproject.toml). ICP steers as when called by hand: it cannot refuse beam search or assisted "
+            "decoding, nor warn about generate's warpers after it. Please report it.",
+            ICPCompatibilityWarning,
+            stacklevel=3,
+        )
     return None
+
+
+def _reference(processors: list) -> Any:
+    """A weak reference to generate's processor list (a `LogitsProcessorList`), strong for a plain list."""
+    try:
+        return weakref.ref(processors)
+    except TypeError:
+        return lambda: processors
+
+
+def _is_generate_frame(frame: Any) -> bool:
+    if frame.f_code.co_name != "generate":
+        return False
+    from transformers import GenerationMixin
+
+    return isinstance(frame.f_locals.get("self"), GenerationMixin)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return f"transformers {transformers.__version__}"
 
 
 def _build_context(function: str, processors: list, processor: Any, generation_config: Any) -> GenerationContext:

@@ -1,8 +1,18 @@
 """Forward hooks on the model: new-generation detection and, optionally, the final hidden state.
 
-[`ModelHooks`] always puts a pre-hook on the model that notes each new KV-cache object: every
-`generate()` call makes a new one, which is how ICP knows a new generation started even when shapes
-happen to line up. With `capture_final_hidden=True` (coherence `"hidden"`) it also hooks the final
+[`ModelHooks`] always puts a pre-hook on the model that tells each new generation from the next step
+of the current one, even when shapes happen to line up, from two facts of any decoding loop rather
+than from how a given transformers release names its arguments:
+
+- with a KV cache, a new generation brings a cache object not seen before, or feeds more than one
+  position into one (a prefill); each later step feeds exactly one position. The cache is found by
+  its type (`transformers.Cache`) among the forward call's arguments, whatever their name
+  (`past_key_values` up to transformers 5.23, `cache` from 5.24);
+- without a cache (`use_cache=False`), each step feeds the whole sequence, one position longer than
+  the step before; anything else is a new generation.
+
+The one case these cannot tell apart (no cache, and a second prompt exactly one token longer than the
+first generation's last input) is documented on [`ICP.reset`]. With `capture_final_hidden=True` (coherence `"hidden"`) it also hooks the final
 normalisation layer (the input of the LM head) and keeps, for the latest forward call, the last
 position's hidden state and, on a prefill, the mean hidden state of the prompt (left padding masked
 out). Neither needs an extra forward pass.
@@ -15,8 +25,42 @@ import weakref
 
 import torch
 from torch import nn
+from transformers import Cache
 
 __all__ = ["ModelHooks", "find_final_norm"]
+
+
+def _fed_shape(args: tuple, kwargs: dict) -> tuple[int, int] | None:
+    """(batch, positions) fed to this forward call, from `input_ids` or `inputs_embeds`; None if neither."""
+    fed = kwargs.get("input_ids", args[0] if args else None)
+    if not isinstance(fed, torch.Tensor):
+        fed = kwargs.get("inputs_embeds")
+    if isinstance(fed, torch.Tensor) and fed.dim() >= 2:
+        return int(fed.shape[0]), int(fed.shape[1])
+    return None
+
+
+def _find_cache(args: tuple, kwargs: dict) -> Cache | None:
+    """The KV cache among the call's arguments, found by type rather than by argument name."""
+    for value in (*kwargs.values(), *args):
+        if isinstance(value, Cache):
+            return value
+    return None
+
+
+def _starts_generation(local, cache: Cache | None, fed: tuple[int, int] | None) -> bool:
+    """Whether a forward call that feeds `fed` with `cache` starts a new generation (updates `local.cache_ref`)."""
+    if cache is not None:
+        seen = local.cache_ref() if local.cache_ref is not None else None
+        local.cache_ref = weakref.ref(cache)
+        # A cache not seen before, or a prefill (several positions) into one already used.
+        return seen is not cache or (fed is not None and fed[1] > 1)
+    local.cache_ref = None
+    previous = local.last_positions
+    if fed is None:  # nothing to count: the processor's own shape check decides
+        return False
+    # Without a cache every step feeds the whole sequence, one position longer than the step before.
+    return previous is None or fed[0] != previous[0] or fed[1] != previous[1] + 1
 
 _FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm", "final_norm")
 
@@ -63,8 +107,9 @@ class ModelHooks:
             state of the latest forward call.
         prompt_mean (`torch.FloatTensor` of shape `(batch, hidden)` or None): on the latest prefill,
             the mean state over the prompt's real tokens before the last one (zeros if none).
-        generation_id (`int`): increases by one each time a forward call arrives with a KV cache not
-            seen before, or with no cache and more than one position (a new generation).
+        generation_id (`int`): increases by one each time a forward call starts a new generation (see
+            the module docstring for the rule).
+        forward_calls (`int`): forward calls seen, so that ICP can tell when its hook stops seeing them.
     """
 
     def __init__(self, model: nn.Module, capture_final_hidden: bool = False) -> None:
@@ -90,11 +135,17 @@ class ModelHooks:
             local.prompt_mean = None
             local.attention_mask = None
             local.cache_ref = None
+            local.last_positions = None  # (batch, positions) of the latest forward call
+            local.forward_calls = 0
         return local
 
     @property
     def generation_id(self) -> int:
         return self._thread_state().generation_id
+
+    @property
+    def forward_calls(self) -> int:
+        return self._thread_state().forward_calls
 
     @property
     def last_hidden(self) -> torch.Tensor | None:
@@ -106,26 +157,19 @@ class ModelHooks:
 
     def _before_forward(self, module, args, kwargs):
         local = self._thread_state()
+        local.forward_calls += 1
         local.attention_mask = kwargs.get("attention_mask")
-        cache = kwargs.get("past_key_values")
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] == 0:
+        fed = _fed_shape(args, kwargs)
+        if fed is not None and fed[1] == 0:
             # A shape, not a value: no host sync. Without this the model fails deep inside attention.
             raise ValueError(
-                "The prompt is empty: `input_ids` has shape "
-                f"{tuple(input_ids.shape)}, and a causal LM needs at least one token to predict the next. "
-                "Start it with the BOS token (`tokenizer.bos_token_id`) or use the chat template, which adds tokens."
+                f"The prompt is empty: the model was fed shape {fed}, and a causal LM needs at least one token "
+                "to predict the next. Start it with the BOS token (`tokenizer.bos_token_id`) or use the chat "
+                "template, which adds tokens."
             )
-        if cache is not None:
-            seen = local.cache_ref() if local.cache_ref is not None else None
-            if seen is not cache:
-                local.generation_id += 1
-                try:
-                    local.cache_ref = weakref.ref(cache)
-                except TypeError:  # pragma: no cover - caches are plain objects
-                    local.cache_ref = None
-        elif input_ids is not None and input_ids.dim() == 2 and input_ids.shape[1] > 1:
-            local.cache_ref = None
+        if _starts_generation(local, _find_cache(args, kwargs), fed):
+            local.generation_id += 1
+        local.last_positions = fed
         return None
 
     def _after_norm(self, module, args, output):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -129,7 +130,9 @@ class ICPLogitsProcessor(LogitsProcessor):
         self.state.reset()
 
     # ------------------------------------------------------------------------------ set-up (once)
-    def _start(self, input_ids: torch.Tensor, scores: torch.Tensor, generation_id: int | None) -> None:
+    def _start(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, generation_id: int | None, caller: Any = None
+    ) -> None:
         if scores.dim() != 2:
             raise ValueError(f"`scores` must have shape (batch, vocab), got {tuple(scores.shape)}.")
         if input_ids.shape[0] != scores.shape[0]:
@@ -144,7 +147,7 @@ class ICPLogitsProcessor(LogitsProcessor):
                 "one generation's state, so sharing it would mix two generations. Create one ICP per thread "
                 "(`ICP(model)` is cheap)."
             )
-        context = find_generation_context(self)
+        context = find_generation_context(self, caller)
         self.observe_only = not self.config.control
         if context is not None:
             self._warn_about_composition(context)
@@ -196,8 +199,15 @@ class ICPLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         state = self.state
         generation_id = self.hooks.generation_id if self.hooks is not None else None
-        if not state.is_continuation(input_ids, generation_id):
-            self._start(input_ids, scores, generation_id)
+        caller = sys._getframe()
+        if not state.is_continuation(input_ids, generation_id) or (
+            state.context is not None and not state.context.is_current(caller)
+        ):
+            self._start(input_ids, scores, generation_id, caller)
+        elif self.hooks is not None and state.context is not None:
+            self._check_hooks_see_forward_calls()
+        if self.hooks is not None:
+            state.forward_calls = self.hooks.forward_calls
         state.observe_token(input_ids)  # no-op when the stopping criteria already did it
         config = self.config
         step = state.step
@@ -268,6 +278,17 @@ class ICPLogitsProcessor(LogitsProcessor):
         state.last_step = dist  # its shifted logits give the chosen token's surprisal next step
         state.step = step + 1
         return output
+
+    def _check_hooks_see_forward_calls(self) -> None:
+        """Inside generate(), every step follows a forward call; a hook that saw none cannot tell generations apart."""
+        if self.hooks.forward_calls == self.state.forward_calls:
+            raise RuntimeError(
+                "ICP's forward hook on the model saw no forward call between two decoding steps of this generate() "
+                "call, so ICP cannot tell a new generation from the next step (nor read hidden states). Was ICP "
+                "built with the model that is generating, and does this transformers release call the model's "
+                "`forward` (hooks run there)? Workaround: `icp.remove_hooks()` and `icp.reset()` before each "
+                "generate() call."
+            )
 
     def _track(self, dist: ControlledStep, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Local slope of coherence against entropy on Q's top candidates -> each row's target."""
@@ -384,9 +405,12 @@ class ICP(LogitsProcessorList):
                         f"({type(model).__name__}) has no `get_input_embeddings()` returning an nn.Embedding. "
                         "Use `coherence='logits'`."
                     )
+            # `torch.compile(model)` returns a wrapper whose `generate` runs the original module, so the
+            # hooks go on that module (`_orig_mod`); they would never fire on the wrapper.
+            hooked = getattr(model, "_orig_mod", model)
             hooks = (
-                ModelHooks(model, capture_final_hidden=source == "hidden")
-                if hasattr(model, "register_forward_pre_hook")
+                ModelHooks(hooked, capture_final_hidden=source == "hidden")
+                if hasattr(hooked, "register_forward_pre_hook")
                 else None
             )
         elif base.coherence in ("hidden", "embedding"):
@@ -487,8 +511,13 @@ class ICP(LogitsProcessorList):
         )
 
     def reset(self) -> None:
-        """Forgets the latest generation. Not needed between generate() calls (ICP detects a new one),
-        but harmless."""
+        """Forgets the latest generation; the next step starts a new one.
+
+        Not needed between generate() calls when ICP has the model: its forward hook tells a new
+        generation by its KV cache (a new cache object, or a prefill of several positions), or, with
+        `use_cache=False`, by the fed length not growing by one. Call it yourself in the one case that
+        rule cannot see, `use_cache=False` with a second prompt exactly one token longer than the first
+        generation's last input, and after `remove_hooks()`, when only shapes are left to go by."""
         self.processor.reset()
 
     def remove_hooks(self) -> None:

@@ -105,6 +105,7 @@ class DecodingState:
             self.repeat_lengths = repeat_lengths(region, self._valid(region), REPEAT_CAP)
         self.coherence_reference: torch.Tensor | None = None
         self.last_step = None  # the processor's latest ControlledStep
+        self.forward_calls: int | None = None  # the model hook's forward-call count at the latest step
         eos = list(self.config.eos_token_ids)
         if not eos and context is not None:
             eos = context.eos_token_ids

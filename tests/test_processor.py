@@ -438,3 +438,111 @@ def test_called_by_hand_each_step_returns_a_fresh_tensor():
     kept = first.clone()
     second = proc(torch.cat([ids, torch.ones(2, 1, dtype=torch.long)], 1), torch.randn(2, 50))
     assert first.data_ptr() != second.data_ptr() and torch.equal(first, kept)
+
+
+# ------------------------------------------------------------------- new-generation detection paths
+def test_reuse_starts_clean_without_a_cache_when_shapes_line_up(model):
+    """use_cache=False and a prompt exactly one longer than the last input: no forward-hook rule can tell,
+    but the decoding loop's processor list is another object in another generate() call."""
+    icp = ICP(model)
+    generate(model, icp, inputs=prompt(batch=2, length=5), max_new_tokens=6, use_cache=False)
+    generate(model, icp, inputs=prompt(batch=2, length=11, seed=3), max_new_tokens=4, use_cache=False)
+    assert icp.trace.steps == 4
+    assert icp.trace.metadata["prompt_length"] == 11
+
+
+def test_reuse_starts_clean_with_a_reused_cache(model):
+    """A prefill of several positions into a cache object already seen is a new generation too."""
+    from transformers import DynamicCache
+
+    icp = ICP(model)
+    cache = DynamicCache(config=model.config)
+    first = prompt(batch=1, length=5)
+    out = generate(model, icp, inputs=first, max_new_tokens=6, past_key_values=cache)
+    follow_up = torch.cat([out, prompt(batch=1, length=3, seed=5)["input_ids"]], dim=1)
+    generate(
+        model, icp, inputs={"input_ids": follow_up, "attention_mask": torch.ones_like(follow_up)},
+        max_new_tokens=4, past_key_values=cache,
+    )
+    assert icp.trace.steps == 4
+    assert icp.trace.metadata["prompt_length"] == follow_up.shape[1]
+
+
+@pytest.mark.parametrize("name", ["past_key_values", "cache"])
+def test_hook_finds_the_cache_by_type_whatever_its_argument_name(name):
+    """transformers 5.24 renamed generate's cache argument; the hook must not depend on the name."""
+    from transformers import DynamicCache
+
+    from icp.hooks import ModelHooks
+
+    class Echo(torch.nn.Module):
+        def forward(self, input_ids=None, **kwargs):
+            return input_ids
+
+    module = Echo()
+    hooks = ModelHooks(module)
+    first, second = DynamicCache(), DynamicCache()
+    module(input_ids=torch.ones(2, 11, dtype=torch.long), **{name: first})
+    module(input_ids=torch.ones(2, 1, dtype=torch.long), **{name: first})
+    assert hooks.generation_id == 1  # the decode step continues
+    module(input_ids=torch.ones(2, 1, dtype=torch.long), **{name: second})
+    assert hooks.generation_id == 2  # a new cache object
+    module(input_ids=torch.ones(2, 4, dtype=torch.long), **{name: second})
+    assert hooks.generation_id == 3  # a prefill into a cache already used
+    assert hooks.forward_calls == 4
+
+
+def test_a_hook_that_sees_no_forward_calls_fails_loudly(model):
+    icp = ICP(model)
+    for handle in icp.processor.hooks._handles:  # the hook object stays, but it no longer sees the model
+        handle.remove()
+    with pytest.raises(RuntimeError, match="saw no forward call between two decoding steps"):
+        generate(model, icp, max_new_tokens=3)
+
+
+def test_generation_context_found_on_this_transformers(model):
+    """Each end of the accepted transformers range runs this: a release that renames generate's loop
+    locals makes ICP warn (and this test fail) instead of running blind."""
+    from icp import ICPCompatibilityWarning
+
+    icp = ICP(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCompatibilityWarning)
+        generate(model, icp, max_new_tokens=2)
+    context = icp.trace.metadata["generation_context"]
+    assert context is not None and context["function"] == "_sample"
+
+
+def test_generation_context_lost_is_reported(model, monkeypatch):
+    from icp import ICPCompatibilityWarning
+    from icp import generation_context
+
+    monkeypatch.setattr(generation_context, "_PROCESSORS_LOCAL", "renamed_by_a_new_release")
+    icp = ICP(model)
+    with pytest.warns(ICPCompatibilityWarning, match="cannot find its `renamed_by_a_new_release` list"):
+        generate(model, icp, max_new_tokens=2)
+
+
+def test_without_model_lined_up_shapes_start_clean(model):
+    icp = ICP()
+    generate(model, icp, inputs=prompt(batch=2, length=5), max_new_tokens=6)
+    generate(model, icp, inputs=prompt(batch=2, length=11, seed=3), max_new_tokens=4)
+    assert icp.trace.steps == 4
+    assert icp.trace.metadata["prompt_length"] == 11
+
+
+def test_hook_without_a_cache_expects_one_more_position_per_step():
+    from icp.hooks import ModelHooks
+
+    class Echo(torch.nn.Module):
+        def forward(self, input_ids=None, **kwargs):
+            return input_ids
+
+    module = Echo()
+    hooks = ModelHooks(module)
+    for length in (5, 6, 7):  # one generation, use_cache=False
+        module(input_ids=torch.ones(2, length, dtype=torch.long))
+    assert hooks.generation_id == 1
+    module(input_ids=torch.ones(2, 4, dtype=torch.long))  # shorter: a new prompt
+    module(input_ids=torch.ones(3, 5, dtype=torch.long))  # one longer but another batch size
+    assert hooks.generation_id == 3

@@ -7,12 +7,17 @@ than from how a given transformers release names its arguments:
 - with a KV cache, a new generation brings a cache object not seen before, or feeds more than one
   position into one (a prefill); each later step feeds exactly one position. The cache is found by
   its type (`transformers.Cache`) among the forward call's arguments, whatever their name
-  (`past_key_values` up to transformers 5.23, `cache` from 5.24);
+  (`past_key_values` up to transformers 5.23, `cache` from 5.24). A first cache fed one position
+  right after a cacheless call of the same batch is the one the model made during that prefill
+  (transformers 5.0 prefills without one), not a new generation;
 - without a cache (`use_cache=False`), each step feeds the whole sequence, one position longer than
   the step before; anything else is a new generation.
 
 The one case these cannot tell apart (no cache, and a second prompt exactly one token longer than the
-first generation's last input) is documented on [`ICP.reset`]. With `capture_final_hidden=True` (coherence `"hidden"`) it also hooks the final
+first generation's last input) the processor catches by another fact: each `generate()` call builds
+its own processor list ([`GenerationContext.is_current`]).
+
+With `capture_final_hidden=True` (coherence `"hidden"`) it also hooks the final
 normalisation layer (the input of the LM head) and keeps, for the latest forward call, the last
 position's hidden state and, on a prefill, the mean hidden state of the prompt (left padding masked
 out). Neither needs an extra forward pass.
@@ -48,13 +53,21 @@ def _find_cache(args: tuple, kwargs: dict) -> Cache | None:
     return None
 
 
+def _made_by_the_prefill(previous: tuple[int, int] | None, fed: tuple[int, int] | None) -> bool:
+    """Whether a first cache, fed one position right after a cacheless call of the same batch, is the one
+    the model made during that call (transformers 5.0 prefills without a cache and lets the model make it)."""
+    return previous is not None and fed is not None and fed[1] == 1 and fed[0] == previous[0]
+
+
 def _starts_generation(local, cache: Cache | None, fed: tuple[int, int] | None) -> bool:
     """Whether a forward call that feeds `fed` with `cache` starts a new generation (updates `local.cache_ref`)."""
+    previous_cache = local.cache_ref() if local.cache_ref is not None else None
     if cache is not None:
-        seen = local.cache_ref() if local.cache_ref is not None else None
         local.cache_ref = weakref.ref(cache)
+        if previous_cache is None and _made_by_the_prefill(local.last_positions, fed):
+            return False
         # A cache not seen before, or a prefill (several positions) into one already used.
-        return seen is not cache or (fed is not None and fed[1] > 1)
+        return previous_cache is not cache or (fed is not None and fed[1] > 1)
     local.cache_ref = None
     previous = local.last_positions
     if fed is None:  # nothing to count: the processor's own shape check decides

@@ -33,7 +33,12 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaL
 from .cards import ICPCardWarning, ModelCard, find_card, load_card
 from .config import ICPConfig
 from .controller import CriticalRegionTracker, LogTemperatureController
-from .generation_context import GenerationContext, UnsupportedDecodingError, find_generation_context
+from .generation_context import (
+    GenerationContext,
+    ICPCompatibilityWarning,
+    UnsupportedDecodingError,
+    find_generation_context,
+)
 from .hooks import ModelHooks
 from .regimes import RIGID, UNSTABLE, classify_regime
 from .signals import context_recall, cosine_continuity, ema_update, entropy_volatility, free_energy, repeat_penalty
@@ -280,14 +285,16 @@ class ICPLogitsProcessor(LogitsProcessor):
         return output
 
     def _check_hooks_see_forward_calls(self) -> None:
-        """Inside generate(), every step follows a forward call; a hook that saw none cannot tell generations apart."""
-        if self.hooks.forward_calls == self.state.forward_calls:
-            raise RuntimeError(
-                "ICP's forward hook on the model saw no forward call between two decoding steps of this generate() "
-                "call, so ICP cannot tell a new generation from the next step (nor read hidden states). Was ICP "
-                "built with the model that is generating, and does this transformers release call the model's "
-                "`forward` (hooks run there)? Workaround: `icp.remove_hooks()` and `icp.reset()` before each "
-                "generate() call."
+        """Inside generate(), every step follows a forward call; says so, once per generation, when the hook saw none."""
+        if self.hooks.forward_calls == self.state.forward_calls and not self.state.warned_hooks_blind:
+            self.state.warned_hooks_blind = True
+            warnings.warn(
+                "ICP's forward hook saw no forward call between two decoding steps of this generate() call: the "
+                "model generating is not the one ICP was built with (`ICP(model)`), or this transformers release "
+                "runs the model without calling its hooked `forward`. ICP still tells generate() calls apart by "
+                "their decoding loop, but its hook-based checks are blind. Build ICP with the model that generates.",
+                ICPCompatibilityWarning,
+                stacklevel=3,
             )
 
     def _track(self, dist: ControlledStep, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -106,6 +106,7 @@ class DecodingState:
         self.coherence_reference: torch.Tensor | None = None
         self.last_step = None  # the processor's latest ControlledStep
         self.forward_calls: int | None = None  # the model hook's forward-call count at the latest step
+        self.warned_hooks_blind = False  # whether this generation already warned that the hook saw no call
         eos = list(self.config.eos_token_ids)
         if not eos and context is not None:
             eos = context.eos_token_ids

@@ -87,8 +87,15 @@ def test_half_precision_models(dtype):
 def test_an_empty_prompt_is_refused_with_a_clear_error(model):
     icp = ICP(model)
     empty = torch.empty((1, 0), dtype=torch.long)
-    with pytest.raises(ValueError, match="The prompt is empty"):
+    with pytest.raises((ValueError, IndexError)) as caught:
         model.generate(input_ids=empty, attention_mask=empty, max_new_tokens=3, **icp.generation_kwargs())
+    if caught.type is IndexError:
+        # transformers 5.0's generate() fails in its own input preparation, before the model (and ICP's
+        # hook) runs: nothing ICP can intercept. Later releases reach the model, and ICP's message.
+        assert icp.processor.hooks.forward_calls == 0
+        assert "transformers" in str(caught.traceback[-1].path)
+    else:
+        assert "The prompt is empty" in str(caught.value)
 
 
 @pytest.mark.parametrize("how", ["forward", "module"])

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .optional import require
 from .prompts import CALIBRATION_PROMPTS
 
 __all__ = [
@@ -302,7 +303,8 @@ def fit_coherence_curve(entropy: np.ndarray, coherence: np.ndarray) -> LogisticF
         >>> round(fit_coherence_curve(h, c).critical_entropy, 3)
         4.0
     """
-    from scipy.optimize import OptimizeWarning, curve_fit
+    optimize = require("scipy.optimize", "calibrate", "Fitting the coherence curve (`icp calibrate`)")
+    OptimizeWarning, curve_fit = optimize.OptimizeWarning, optimize.curve_fit  # noqa: N806 - scipy's names
 
     h = np.asarray(entropy, dtype=float).ravel()
     c = np.asarray(coherence, dtype=float).ravel()
@@ -909,8 +911,10 @@ def plot_calibration(result: CalibrationResult, path: str) -> str:
         from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
         from matplotlib.ticker import NullFormatter
-    except ImportError as err:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError("`plot_calibration` needs matplotlib: `pip install matplotlib` (or `icp[plot]`).") from err
+    except ImportError as err:  # exercised by tests/test_dependencies.py in a base-only venv
+        raise ImportError(
+            "`plot_calibration` needs `matplotlib`, which is not installed: pip install 'icp[calibrate]'"
+        ) from err
 
     fig = Figure(figsize=(12.5, 5))
     ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})

@@ -492,12 +492,14 @@ def test_hook_finds_the_cache_by_type_whatever_its_argument_name(name):
     assert hooks.forward_calls == 4
 
 
-def test_a_hook_that_sees_no_forward_calls_fails_loudly(model):
-    icp = ICP(model)
-    for handle in icp.processor.hooks._handles:  # the hook object stays, but it no longer sees the model
-        handle.remove()
-    with pytest.raises(RuntimeError, match="saw no forward call between two decoding steps"):
-        generate(model, icp, max_new_tokens=3)
+def test_a_hook_that_sees_no_forward_calls_says_so_once(model):
+    from icp import ICPCompatibilityWarning
+
+    icp = ICP(tiny_llama(seed=7))  # built with another model than the one generating
+    with pytest.warns(ICPCompatibilityWarning, match="saw no forward call between two decoding steps") as caught:
+        generate(model, icp, max_new_tokens=4)
+    assert sum("saw no forward call" in str(w.message) for w in caught) == 1
+    assert icp.trace.steps == 4
 
 
 def test_generation_context_found_on_this_transformers(model):
@@ -546,3 +548,15 @@ def test_hook_without_a_cache_expects_one_more_position_per_step():
     module(input_ids=torch.ones(2, 4, dtype=torch.long))  # shorter: a new prompt
     module(input_ids=torch.ones(3, 5, dtype=torch.long))  # one longer but another batch size
     assert hooks.generation_id == 3
+
+
+def test_zero_gain_holds_the_initial_temperature_unless_dissipation_moves_it(model):
+    """gain=0 turns the entropy feedback off: T stays at T0; only the regime dissipation (and the leak) move it."""
+    icp = ICP(model, gain=0.0, initial_temperature=0.4, heat_rate=0.0, cool_rate=0.0)
+    generate(model, icp, max_new_tokens=10)
+    np.testing.assert_allclose(icp.trace["temperature"], 0.4, rtol=1e-5)
+    icp = ICP(model, gain=0.0, initial_temperature=0.4, heat_rate=0.5, cool_rate=0.5, leak=0.0)
+    generate(model, icp, max_new_tokens=10)
+    regimes = icp.trace["regime"]
+    moved = ~np.isclose(icp.trace["temperature"], 0.4, rtol=1e-5)
+    assert moved.any() == ((regimes == 0) | (regimes == 3)).any()

@@ -255,7 +255,10 @@ class ICPConfig:
         target_entropy (`float`, *optional*, defaults to 1.5): H*, the entropy (nats) of the tempered
             distribution softmax(z/T) the controller steers each row toward. Must not exceed
             log(vocab size).
-        gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature.
+        gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature, >= 0. 0
+            turns the entropy feedback off: T then stays at `initial_temperature` except where the
+            regime dissipation moves it (heating rigid rows, cooling unstable ones), and the leak
+            pulls it back.
         min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T, at least 1e-3.
         max_temperature (`float`, *optional*, defaults to 1.5): upper bound of T.
         initial_temperature (`float`, *optional*, defaults to 1.0): T at the first step; the leak
@@ -316,7 +319,7 @@ class ICPConfig:
         >>> ICPConfig(gain=-1.0)
         Traceback (most recent call last):
         ...
-        ValueError: `gain` (=-1.0) has to be strictly positive.
+        ValueError: `gain` (=-1.0) has to be non-negative.
     """
 
     target_entropy: float = 1.5
@@ -369,7 +372,8 @@ class ICPConfig:
                     f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields."
                 )
         _check_non_negative("target_entropy", self.target_entropy)
-        for name in ("gain", "min_temperature", "max_temperature", "initial_temperature", "sensitivity_floor"):
+        _check_non_negative("gain", self.gain)
+        for name in ("min_temperature", "max_temperature", "initial_temperature", "sensitivity_floor"):
             _check_positive(name, getattr(self, name))
         if self.min_temperature < _MIN_TEMPERATURE:
             raise ValueError(

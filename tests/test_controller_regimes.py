@@ -350,7 +350,6 @@ NAN, INF = float("nan"), float("inf")
 
 ICP_BAD = [
     ({"gain": -1.0}, "gain", -1.0),
-    ({"gain": 0.0}, "gain", 0.0),
     ({"gain": NAN}, "gain", NAN),
     ({"gain": True}, "gain", True),
     ({"gain": "0.3"}, "gain", "0.3"),

@@ -1,10 +1,25 @@
 """Model cards: a model's calibrated ICP settings, in Hugging Face model-card format.
 
 A card is a folder `<slug>/` holding `README.md` (YAML front matter, then prose) and the C(H) plot
-`c_of_h.png`. The front matter carries the model id (`model_name`, `base_model`), `library_name: icp`,
-`tags`, an `icp:` block with the calibrated values and their provenance, and a `model-index` for
-benchmark-suite results. `icp calibrate` writes cards ([`write_card`]); [`icp.ICP`] reads the card of
+`c_of_h.png`. The front matter is Hub metadata: `base_model` (the model the card calibrates),
+`library_name: transformers`, `license`, `tags` (with `icp`), ICP's own `icp:` block (the calibrated
+values and their provenance) and a `model-index` whose `name` is the model id (and which holds
+benchmark-suite results). `icp calibrate` writes cards ([`write_card`]); [`icp.ICP`] reads the card of
 its model ([`find_card`]) and takes its target entropy and regime thresholds.
+
+Cards are read and written with `huggingface_hub` ([`huggingface_hub.ModelCard`],
+[`huggingface_hub.ModelCardData`]), and written exactly as `huggingface_hub` writes them: a card
+loaded with `huggingface_hub.ModelCard.load(path)` and saved again is byte for byte the same file. What
+`huggingface_hub` rewrites on save, and how ICP reads a card regardless:
+
+- `model_name` is not kept next to a `model-index`: the Hub reads the model name from
+  `model-index[*].name` and writes it only there (one entry, named after the last entry). ICP reads the
+  model id the way the Hub does: `model-index[0].name`, else `model_name` (entries have to agree).
+- `model-index` is parsed into `eval_results` and written back normalised (last key of the front
+  matter, `None` fields dropped, results merged into one entry); a `model-index` the Hub cannot parse
+  makes `ModelCard.load` fail, so [`validate_card`] rejects it.
+- Flow-style YAML (`[a, b]`, `{k: v}`) becomes block style; `tags` lose duplicates; the other keys
+  keep their order. ICP's calibration stays one nested mapping under `icp:`, which the Hub keeps as is.
 
 Where cards are looked up, in order:
 
@@ -16,7 +31,7 @@ A wheel install ships no cards: set `ICP_MODEL_CARDS` to a folder of cards, or p
 
 Slugs: the model id's last path component, lower-cased (`HuggingFaceTB/SmolLM2-135M-Instruct` →
 `smollm2-135m-instruct`); the org-qualified `huggingfacetb--smollm2-135m-instruct` is tried first, and
-a card in any folder whose `model_name` equals the id is found too.
+a card in any folder whose model id (`model-index` name) equals the id is found too.
 """
 
 from __future__ import annotations
@@ -35,12 +50,17 @@ from .config import RegimeThresholds
 
 __all__ = [
     "CARD_FILE",
-    "PLOT_FILE",
+    "CARD_TAGS",
+    "DEFAULT_LICENSE",
     "ENV_VAR",
+    "LIBRARY_NAMES",
+    "PLOT_FILE",
     "CardNotFoundError",
     "ICPCardWarning",
     "ModelCard",
     "available_cards",
+    "card_metadata",
+    "card_model_id",
     "default_search_dirs",
     "describe_available_cards",
     "find_card",
@@ -56,7 +76,12 @@ __all__ = [
 CARD_FILE = "README.md"
 PLOT_FILE = "c_of_h.png"
 ENV_VAR = "ICP_MODEL_CARDS"
-CARD_VERSION = 1
+CARD_VERSION = 2
+LIBRARY_NAMES = ("transformers",)
+DEFAULT_LICENSE = "apache-2.0"
+REQUIRED_TAG = "icp"
+CARD_TAGS = (REQUIRED_TAG, "decoding", "sampling", "entropy", "calibration", "criticality")
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*\Z")
 _REPO_CARDS = Path(__file__).resolve().parent.parent / "model_cards"
 
 
@@ -115,19 +140,48 @@ def _card_files(search_dirs: list[Path]) -> list[Path]:
 
 
 def _read_front_matter(path: Path) -> tuple[dict[str, Any], str]:
+    """The raw front matter (parsed by `huggingface_hub.metadata_load`, the Hub's own regex and YAML
+    loader) and the Markdown body of a card file."""
     import yaml
+    from huggingface_hub import metadata_load
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
-    text = Path(path).read_text(encoding="utf-8")
-    match = re.match(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", text, flags=re.S)
-    if match is None:
-        raise ValueError(f"Model card {path}: no YAML front matter (the file must start with a '---' line).")
     try:
-        meta = yaml.load(match.group(1), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe, C if built
+        meta = metadata_load(path)
     except yaml.YAMLError as err:
         raise ValueError(f"Model card {path}: the front matter is not valid YAML: {err}") from err
-    if not isinstance(meta, dict):
-        raise ValueError(f"Model card {path}: the front matter has to be a mapping, got {type(meta).__name__}.")
-    return meta, match.group(2)
+    except ValueError as err:  # the YAML block is not a mapping
+        raise ValueError(f"Model card {path}: the front matter has to be a mapping ({err}).") from err
+    if meta is None:
+        raise ValueError(
+            f"Model card {path}: no YAML front matter (the file must start with a '---' line and a mapping)."
+        )
+    text = Path(path).read_text(encoding="utf-8-sig")
+    return meta, text[REGEX_YAML_BLOCK.search(text).end() :]
+
+
+def card_model_id(metadata: dict[str, Any]) -> str | None:
+    """The model id a card's front matter names: `model-index[0].name` (where the Hub keeps it), else
+    `model_name` (what `huggingface_hub.ModelCardData` writes when there is no `model-index`).
+
+    Args:
+        metadata (`dict`): a card's front matter.
+
+    Returns:
+        `str` or `None` (neither key is there).
+
+    Example:
+        >>> from icp.cards import card_model_id
+        >>> card_model_id({"model-index": [{"name": "org/model", "results": []}]})
+        'org/model'
+        >>> card_model_id({"model_name": "org/model"})
+        'org/model'
+    """
+    index = metadata.get("model-index")
+    if isinstance(index, list) and index and isinstance(index[0], dict) and index[0].get("name"):
+        return str(index[0]["name"])
+    name = metadata.get("model_name")
+    return str(name) if name else None
 
 
 def available_cards(search_dirs: list[str | os.PathLike] | None = None) -> list[tuple[str, Path]]:
@@ -137,7 +191,7 @@ def available_cards(search_dirs: list[str | os.PathLike] | None = None) -> list[
     for path in _card_files(dirs):
         try:
             meta, _ = _read_front_matter(path)
-            out.append((str(meta.get("model_name", "<no model_name>")), path))
+            out.append((card_model_id(meta) or "<no model id>", path))
         except (OSError, ValueError):
             out.append(("<invalid>", path))
     return out
@@ -160,7 +214,8 @@ def find_card(
     """The model card of `model_id`, or `None` when there is none.
 
     Looks in each search folder for `<qualified slug>/README.md`, then `<slug>/README.md`, then any card
-    whose `model_name` equals `model_id` (case-insensitive). A card that is found but invalid raises.
+    whose model id ([`card_model_id`]: `model-index[0].name`, else `model_name`) equals `model_id`
+    (case-insensitive). A card that is found but invalid raises.
 
     Args:
         model_id (`str`): a hub id (`org/name`) or a local folder.
@@ -189,7 +244,7 @@ def find_card(
             meta, _ = _read_front_matter(path)
         except (OSError, ValueError):
             continue
-        if str(meta.get("model_name", "")).lower() == wanted:
+        if str(card_model_id(meta) or "").lower() == wanted:
             return load_card(path)
     if required:
         raise CardNotFoundError(
@@ -205,13 +260,15 @@ class ModelCard:
     """A parsed, validated model card.
 
     Args:
-        model_id (`str`): the model it calibrates (`model_name`).
+        model_id (`str`): the model it calibrates ([`card_model_id`]: `model-index[0].name`, else
+            `model_name`).
         target_entropy (`float`): H*, nats of the tempered distribution.
         critical_entropy (`float`): H_c.
         critical_entropy_ci (`tuple[float, float]`): its confidence interval.
         regimes ([`icp.RegimeThresholds`]): calibrated regime thresholds.
         icp (`dict`): the whole `icp:` block (sweep, fit, heat capacity, calibration provenance).
-        metadata (`dict`): the whole front matter.
+        metadata (`dict`): the whole front matter as `huggingface_hub` reads it
+            (`huggingface_hub.ModelCardData(**front_matter).to_dict()`: what a `ModelCard.save` writes).
         body (`str`): the Markdown after the front matter.
         path (`Path`, *optional*): where it was read from.
     """
@@ -228,11 +285,24 @@ class ModelCard:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any], body: str = "", path: Path | None = None) -> ModelCard:
-        """Validates front matter ([`validate_card`]) and builds the card."""
-        validate_card(metadata, path=path)
+        """Validates front matter ([`validate_card`]) and builds the card.
+
+        Args:
+            metadata (`dict`): the front matter (raw, or as `huggingface_hub` reads it).
+            body (`str`, *optional*): the Markdown after the front matter.
+            path (`Path`, *optional*): where it was read from (named in errors).
+
+        Example:
+            >>> from icp.cards import ModelCard, find_card
+            >>> shipped = find_card("HuggingFaceTB/SmolLM2-135M-Instruct", required=True)  # the shipped card
+            >>> card = ModelCard.from_metadata(shipped.metadata)
+            >>> card.model_id, card.target_entropy == shipped.target_entropy
+            ('HuggingFaceTB/SmolLM2-135M-Instruct', True)
+        """
+        metadata = validate_card(metadata, path=path)
         block = metadata["icp"]
         return cls(
-            model_id=str(metadata["model_name"]),
+            model_id=str(card_model_id(metadata)),
             target_entropy=float(block["target_entropy"]),
             critical_entropy=float(block["critical_entropy"]),
             critical_entropy_ci=tuple(float(v) for v in block["critical_entropy_ci"]),
@@ -324,35 +394,71 @@ _SWEEP_FIELDS = ("temperature", "entropy", "tempered_entropy", "coherence", "met
 
 
 def validate_card(card: ModelCard | dict[str, Any], path: Path | None = None) -> dict[str, Any]:
-    """Checks a card's front matter; raises `ValueError` naming the first bad field.
+    """Checks a card's front matter; raises `ValueError` naming the first bad key, its value and what is allowed.
 
-    Required: `model_name` (non-empty string), `library_name: icp`, and an `icp:` mapping with
-    `target_entropy` and `critical_entropy` (finite, >= 0, target <= critical: the target sits on the
-    coherent side), `critical_entropy_ci` (`[low, high]`, low <= high), `regimes`
-    (every [`icp.RegimeThresholds`] field, numeric and ordered), `sweep` (a non-empty list of rows with
-    numeric `temperature`, `entropy`, `tempered_entropy`, `coherence`, `meta_uncertainty`,
-    `loop_rate`) and `calibration` (`prompt_set`, `n_prompts`, `max_new_tokens`, `seed`, `date`,
-    `versions`). `model-index`, when present, has to be a list.
+    The front matter is read the way `huggingface_hub.ModelCardData` reads it, so a card passes before and
+    after a `huggingface_hub.ModelCard.load(path).save(path)` alike. Required:
+
+    - the model id: `model-index[0].name` (a `model-index` the Hub can parse: a non-empty list of
+      entries, all with the same `name`, each with a `results` list of `{task: {type}, dataset: {type,
+      name}, metrics: [{type, value}]}`), or `model_name` when there is no `model-index` (both given:
+      they have to agree);
+    - `base_model`: the model id (a string, or a list that holds it);
+    - `library_name`: one of [`LIBRARY_NAMES`] (`transformers`);
+    - `license`: a Hub license id (lower case, e.g. `apache-2.0`; `other` needs `license_name`);
+    - `tags`: a list of strings that holds `icp`;
+    - an `icp:` mapping with `target_entropy` and `critical_entropy` (finite, >= 0, target <= critical:
+      the target sits on the coherent side), `critical_entropy_ci` (`[low, high]`, low <= high), `regimes`
+      (every [`icp.RegimeThresholds`] field, numeric and ordered), `sweep` (a non-empty list of rows with
+      numeric `temperature`, `entropy`, `tempered_entropy`, `coherence`, `meta_uncertainty`,
+      `loop_rate`) and `calibration` (`prompt_set`, `n_prompts`, `max_new_tokens`, `seed`, `date`,
+      `versions`).
 
     Args:
         card ([`ModelCard`] or `dict`): a card or its front matter.
         path (`Path`, *optional*): named in the error messages.
 
     Returns:
-        `dict`: the front matter.
+        `dict`: the front matter as `huggingface_hub` reads it (`ModelCardData(**front_matter).to_dict()`).
+
+    Example:
+        >>> from icp.cards import find_card, validate_card
+        >>> meta = dict(find_card("HuggingFaceTB/SmolLM2-135M-Instruct", required=True).metadata)
+        >>> validate_card(meta)["library_name"]
+        'transformers'
+        >>> validate_card({**meta, "library_name": "icp"})
+        Traceback (most recent call last):
+        ...
+        ValueError: Model card: `library_name` (='icp') has to be one of ['transformers'] ...
     """
     if isinstance(card, ModelCard):
         path = path if path is not None else card.path
         meta = card.metadata
     else:
         meta = card
-    meta = _mapping(meta, "front matter", path)
-    name = _require(meta, "model_name", "", path)
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{_where(path)}`model_name` (={name!r}) has to be a non-empty model id.")
+    meta = _hub_metadata(_mapping(meta, "front matter", path), path)
+    model_id = card_model_id(meta)
+    if model_id is None:
+        raise ValueError(
+            f"{_where(path)}the model id is missing: give `model-index[0].name` (or `model_name` without a "
+            f"`model-index`); the front matter has {sorted(meta)}."
+        )
+    if not model_id.strip():
+        raise ValueError(f"{_where(path)}the model id (`model-index[0].name`) (={model_id!r}) has to be non-empty.")
+    _check_base_model(_require(meta, "base_model", "", path), model_id, path)
     library = _require(meta, "library_name", "", path)
-    if library != "icp":
-        raise ValueError(f"{_where(path)}`library_name` (={library!r}) has to be 'icp'.")
+    if library not in LIBRARY_NAMES:
+        raise ValueError(
+            f"{_where(path)}`library_name` (={library!r}) has to be one of {list(LIBRARY_NAMES)} (the library "
+            f"that loads the model; ICP is named in `tags`). Cards of card_version 1 said 'icp'."
+        )
+    _check_license(meta, path)
+    tags = _require(meta, "tags", "", path)
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags) or REQUIRED_TAG not in tags:
+        raise ValueError(
+            f"{_where(path)}`tags` (={tags!r}) has to be a list of non-empty strings that holds {REQUIRED_TAG!r} "
+            f"(e.g. {list(CARD_TAGS)})."
+        )
     block = _mapping(_require(meta, "icp", "", path), "icp", path)
     target = _number(_require(block, "target_entropy", "icp.", path), "icp.target_entropy", path, minimum=0.0)
     critical = _number(_require(block, "critical_entropy", "icp.", path), "icp.critical_entropy", path, minimum=0.0)
@@ -396,17 +502,129 @@ def validate_card(card: ModelCard | dict[str, Any], path: Path | None = None) ->
     if not isinstance(date, str) or not date:
         raise ValueError(f"{_where(path)}`icp.calibration.date` (={date!r}) has to be an ISO 8601 date string.")
     _mapping(_require(calibration, "versions", "icp.calibration.", path), "icp.calibration.versions", path)
-    if "model-index" in meta and not isinstance(meta["model-index"], list):
-        raise ValueError(f"{_where(path)}`model-index` (={meta['model-index']!r}) has to be a list.")
     return meta
+
+
+def _check_model_index(index: Any, path: Path | None) -> None:
+    """A `model-index` that `huggingface_hub.ModelCardData` parses, with one model name (precise errors)."""
+    if not isinstance(index, list) or not index:
+        raise ValueError(
+            f"{_where(path)}`model-index` (={index!r}) has to be a non-empty list of "
+            "`{name: <model id>, results: [...]}` entries."
+        )
+    names = []
+    for i, entry in enumerate(index):
+        entry = _mapping(entry, f"model-index[{i}]", path)
+        name = _require(entry, "name", f"model-index[{i}].", path)
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(
+                f"{_where(path)}`model-index[{i}].name` (={name!r}) has to be the model id, a non-empty string."
+            )
+        names.append(name)
+        results = _require(entry, "results", f"model-index[{i}].", path)
+        if not isinstance(results, list):
+            raise ValueError(f"{_where(path)}`model-index[{i}].results` (={results!r}) has to be a list.")
+        for j, result in enumerate(results):
+            where = f"model-index[{i}].results[{j}]"
+            result = _mapping(result, where, path)
+            task = _mapping(_require(result, "task", f"{where}.", path), f"{where}.task", path)
+            _require(task, "type", f"{where}.task.", path)
+            dataset = _mapping(_require(result, "dataset", f"{where}.", path), f"{where}.dataset", path)
+            _require(dataset, "type", f"{where}.dataset.", path)
+            _require(dataset, "name", f"{where}.dataset.", path)
+            metrics = _require(result, "metrics", f"{where}.", path)
+            if not isinstance(metrics, list):
+                raise ValueError(
+                    f"{_where(path)}`{where}.metrics` (={metrics!r}) has to be a list of `{{type, value}}` entries."
+                )
+            for k, metric in enumerate(metrics):
+                metric = _mapping(metric, f"{where}.metrics[{k}]", path)
+                _require(metric, "type", f"{where}.metrics[{k}].", path)
+                _require(metric, "value", f"{where}.metrics[{k}].", path)
+    for i, name in enumerate(names[1:], start=1):
+        if name != names[0]:
+            raise ValueError(
+                f"{_where(path)}`model-index[{i}].name` (={name!r}) differs from `model-index[0].name` "
+                f"(={names[0]!r}): every entry has to name the model id (huggingface_hub keeps one name on save)."
+            )
+
+
+def _hub_metadata(meta: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """The front matter as `huggingface_hub.ModelCardData` reads it and a `ModelCard.save` writes it."""
+    from huggingface_hub import ModelCardData
+
+    if "model-index" in meta:
+        _check_model_index(meta["model-index"], path)
+        name = meta.get("model_name")
+        if name is not None and name != meta["model-index"][0]["name"]:
+            raise ValueError(
+                f"{_where(path)}`model_name` (={name!r}) and `model-index[0].name` "
+                f"(={meta['model-index'][0]['name']!r}) disagree: huggingface_hub keeps only the `model-index` "
+                "name on save; give both the model id (or drop `model_name`)."
+            )
+    bad = [k for k in meta if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"{_where(path)}the front matter's keys {bad!r} have to be strings.")
+    try:
+        return ModelCardData(**meta).to_dict()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{_where(path)}huggingface_hub cannot read the front matter: {err}") from err
+
+
+def _check_base_model(base: Any, model_id: str, path: Path | None) -> None:
+    ids = base if isinstance(base, list) else [base]
+    if not ids or not all(isinstance(b, str) and b.strip() for b in ids):
+        raise ValueError(
+            f"{_where(path)}`base_model` (={base!r}) has to be the id of the model the card calibrates, "
+            f"{model_id!r} (a string, or a list of strings that holds it)."
+        )
+    if model_id.lower() not in (b.lower() for b in ids):
+        raise ValueError(
+            f"{_where(path)}`base_model` (={base!r}) has to be the model the card calibrates, {model_id!r} "
+            "(its `model-index[0].name`)."
+        )
+
+
+def _check_license(meta: dict[str, Any], path: Path | None) -> None:
+    license_id = _require(meta, "license", "", path)
+    if not isinstance(license_id, str) or _LICENSE_ID.match(license_id) is None:
+        raise ValueError(
+            f"{_where(path)}`license` (={license_id!r}) has to be a Hub license id: lower-case letters, digits, "
+            f"'.', '+' and '-' (e.g. {DEFAULT_LICENSE!r}, 'mit', 'other'; "
+            "https://huggingface.co/docs/hub/repositories-licenses)."
+        )
+    if license_id == "other":
+        name = meta.get("license_name")
+        if not isinstance(name, str) or _LICENSE_ID.match(name) is None:
+            raise ValueError(
+                f"{_where(path)}`license_name` (={name!r}) has to be a lower-case license id (e.g. 'my-license-1.0') "
+                "when `license` is 'other'."
+            )
 
 
 def load_card(path: str | os.PathLike) -> ModelCard:
     """Reads and validates a card: its folder or its README.md.
 
+    The front matter is parsed by `huggingface_hub` (`metadata_load`, then `ModelCardData`), so a card
+    saved again by `huggingface_hub.ModelCard.load(path).save(path)` reads the same.
+
+    Args:
+        path (`str` or `os.PathLike`): a card's folder or its README.md (a local path: the Hub is never
+            asked).
+
+    Returns:
+        [`ModelCard`].
+
     Raises:
         FileNotFoundError: no card at `path`.
-        ValueError: the card is malformed (the message names the field).
+        ValueError: the card is malformed (the message names the key, its value and what is allowed).
+
+    Example:
+        >>> from icp.cards import find_card, load_card
+        >>> path = find_card("HuggingFaceTB/SmolLM2-135M-Instruct", required=True).path  # the shipped card
+        >>> card = load_card(path.parent)
+        >>> card.model_id, card.metadata["library_name"], card.target_entropy
+        ('HuggingFaceTB/SmolLM2-135M-Instruct', 'transformers', 1.9424)
     """
     path = Path(path)
     if path.is_dir():
@@ -435,8 +653,30 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def card_metadata(result: Any, model_id: str, model_index: list | None = None) -> dict[str, Any]:
-    """The front matter of the card for a [`icp.calibrate.CalibrationResult`]."""
+def card_metadata(
+    result: Any, model_id: str, model_index: list | None = None, *, license: str = DEFAULT_LICENSE
+) -> dict[str, Any]:
+    """The front matter of the card for a [`icp.calibrate.CalibrationResult`], as `huggingface_hub`
+    writes it (`ModelCardData(...).to_dict()`: `base_model`, `library_name`, `license`, `tags`, `icp`,
+    `model-index`, in that order).
+
+    Args:
+        result ([`icp.calibrate.CalibrationResult`]): what `calibrate()` returned.
+        model_id (`str`): the model the card calibrates (`base_model` and `model-index[0].name`).
+        model_index (`list`, *optional*): benchmark results to keep (a previous card's `model-index`; its
+            results are kept, renamed to `model_id`).
+        license (`str`, *optional*, defaults to `"apache-2.0"`): the card's Hub license id.
+
+    Returns:
+        `dict`: the front matter.
+
+    Example:
+        >>> from icp.calibrate import calibrate
+        >>> from icp.cards import card_metadata
+        >>> result = calibrate(model, tokenizer)  # doctest: +SKIP
+        >>> list(card_metadata(result, "org/model"))  # doctest: +SKIP
+        ['base_model', 'library_name', 'license', 'tags', 'icp', 'model-index']
+    """
     heat = {k: v for k, v in result.heat_capacity.items() if k != "peaks"}
     sweep = [{k: v for k, v in row.items() if k != "seconds"} for row in result.sweep]
     block = {
@@ -467,14 +707,23 @@ def card_metadata(result: Any, model_id: str, model_index: list | None = None) -
             "command": _command(result, model_id),
         },
     }
-    return {
-        "model_name": model_id,
-        "base_model": model_id,
-        "library_name": "icp",
-        "tags": ["icp", "decoding", "sampling", "entropy", "calibration", "criticality"],
-        "icp": _plain(block),
-        "model-index": model_index if model_index is not None else [{"name": model_id, "results": []}],
-    }
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    eval_results = []
+    if model_index:
+        _check_model_index(model_index, None)
+        eval_results = model_index_to_eval_results(model_index)[1]
+    data = ModelCardData(
+        base_model=model_id,
+        library_name=LIBRARY_NAMES[0],
+        license=license,
+        tags=list(CARD_TAGS),
+        model_name=model_id,  # written as `model-index[0].name`
+        eval_results=eval_results,
+        icp=_plain(block),
+    )
+    return data.to_dict()
 
 
 def _command(result: Any, model_id: str) -> str:
@@ -660,20 +909,40 @@ local slope equals σ* (`icp.TrackingConfig`).
 """
 
 
-def write_card(result: Any, model_id: str | None = None, folder: str | os.PathLike = "model_cards") -> Path:
+def write_card(
+    result: Any,
+    model_id: str | None = None,
+    folder: str | os.PathLike = "model_cards",
+    *,
+    license: str = DEFAULT_LICENSE,
+) -> Path:
     """Writes `<folder>/<slug>/README.md` and the plot `<folder>/<slug>/c_of_h.png` for a calibration.
 
-    An existing card's `model-index` (benchmark results) is kept.
+    The card is written by `huggingface_hub` (`ModelCardData.to_yaml`, `ModelCard.save`), so loading it
+    with `huggingface_hub.ModelCard.load(path)` and saving it again gives the same file. An existing
+    card's `model-index` (benchmark results) is kept; one that `huggingface_hub` cannot parse raises
+    before anything is written.
 
     Args:
         result ([`icp.calibrate.CalibrationResult`]): what `calibrate()` returned.
         model_id (`str`, *optional*): the model id (defaults to `result.model_id`).
         folder (`str` or `os.PathLike`, *optional*, defaults to `"model_cards"`): the folder of cards.
+        license (`str`, *optional*, defaults to `"apache-2.0"`): the card's Hub license id.
 
     Returns:
         `Path`: the card's README.md (validated by reading it back).
+
+    Example:
+        >>> import tempfile
+        >>> from icp.calibrate import calibrate
+        >>> from icp.cards import load_card, write_card
+        >>> result = calibrate(model, tokenizer)  # doctest: +SKIP
+        >>> path = write_card(result, folder=tempfile.mkdtemp())  # doctest: +SKIP
+        >>> load_card(path).target_entropy == result.target_entropy  # doctest: +SKIP
+        True
     """
-    import yaml
+    from huggingface_hub import ModelCard as HubModelCard
+    from huggingface_hub import ModelCardData
 
     from .calibrate import plot_calibration
 
@@ -681,19 +950,27 @@ def write_card(result: Any, model_id: str | None = None, folder: str | os.PathLi
     if not model_id:
         raise ValueError("`model_id` is empty: pass the model's id (the calibrated model had no `name_or_path`).")
     target = Path(folder) / model_slug(model_id)
-    target.mkdir(parents=True, exist_ok=True)
     path = target / CARD_FILE
     model_index = None
     if path.is_file():
         try:
             previous, _ = _read_front_matter(path)
-            if isinstance(previous.get("model-index"), list):
-                model_index = previous["model-index"]
         except (OSError, ValueError):
-            pass
-    meta = card_metadata(result, model_id, model_index)
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
-    path.write_text(f"---\n{front}---\n{_card_body(result, model_id)}", encoding="utf-8")
+            previous = {}
+        if "model-index" in previous:
+            model_index = previous["model-index"]
+            try:
+                _check_model_index(model_index, path)
+            except ValueError as err:
+                raise ValueError(
+                    f"{err} The card is not rewritten: fix or remove its `model-index` (benchmark results it "
+                    "keeps), then write it again."
+                ) from err
+    meta = card_metadata(result, model_id, model_index, license=license)
+    validate_card(meta, path=path)  # nothing is written for a bad card (a bad `license`, say)
+    target.mkdir(parents=True, exist_ok=True)
+    front = ModelCardData(**meta).to_yaml()
+    HubModelCard(f"---\n{front}\n---\n{_card_body(result, model_id)}").save(path)
     plot_calibration(result, str(target / PLOT_FILE))
     load_card(path)  # what we wrote must read back
     return path

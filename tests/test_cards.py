@@ -1,4 +1,5 @@
-"""Model cards: every shipped card validates; bad cards name the bad field; lookup; ICP applies cards."""
+"""Model cards: every shipped card validates; bad cards name the bad field; cards survive a
+huggingface_hub load+save; lookup; ICP applies cards."""
 
 from __future__ import annotations
 
@@ -11,17 +12,21 @@ import pytest
 import torch
 import yaml
 from helpers import prompt, tiny_llama
+from huggingface_hub import ModelCard as HubModelCard
+from huggingface_hub import ModelCardData, metadata_load
 
 from icp import ICP, ICPConfig
 from icp.calibrate import CalibrationResult
 from icp.cards import (
     CARD_FILE,
+    CARD_TAGS,
     ENV_VAR,
     PLOT_FILE,
     CardNotFoundError,
     ICPCardWarning,
     ModelCard,
     card_metadata,
+    card_model_id,
     default_search_dirs,
     find_card,
     load_card,
@@ -135,22 +140,132 @@ def test_written_card_round_trips(cards_dir):
     assert isinstance(card, ModelCard)
     assert card.model_id == MODEL_ID and card.target_entropy == 1.2 and card.critical_entropy_ci == (2.7, 3.3)
     assert card.regimes.coherent == 0.6
-    assert card.metadata["library_name"] == "icp" and card.metadata["base_model"] == MODEL_ID
+    assert card.metadata["library_name"] == "transformers" and card.metadata["base_model"] == MODEL_ID
+    assert card.metadata["license"] == "apache-2.0" and card.metadata["tags"] == list(CARD_TAGS)
     assert card.metadata["model-index"] == [{"name": MODEL_ID, "results": []}]
     assert card.icp["calibration"]["n_prompts"] == 2 and len(card.icp["sweep"]) == 4
     assert "peaks" not in card.icp["heat_capacity"]  # the summary only, not every step
 
 
+RESULT = {
+    "task": {"type": "text-generation"},
+    "dataset": {"type": "icp-loop-suite", "name": "loop suite"},
+    "metrics": [{"type": "loop_rate", "value": 0.01}],
+}
+
+
+def _with_model_index(path: Path, model_index) -> None:
+    front = metadata_load(path)
+    front["model-index"] = model_index
+    body = path.read_text().split("\n---\n", 1)[1]
+    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + body)
+
+
 def test_rewriting_a_card_keeps_its_benchmark_results(tmp_path):
     path = write_card(synthetic_result(), folder=tmp_path)
-    text = path.read_text()
-    results = [{"name": "loop suite", "results": [{"task": {"type": "text-generation"}}]}]
-    front = yaml.safe_load(text.split("---\n")[1])
-    front["model-index"] = results
-    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + text.split("---\n", 2)[2])
+    _with_model_index(path, [{"name": MODEL_ID, "results": [RESULT]}])
     write_card(synthetic_result(target=1.1), folder=tmp_path)
     card = load_card(path)
-    assert card.metadata["model-index"] == results and card.target_entropy == 1.1
+    assert card.metadata["model-index"] == [{"name": MODEL_ID, "results": [RESULT]}] and card.target_entropy == 1.1
+
+
+def test_rewriting_a_card_with_a_model_index_the_hub_cannot_read_raises_and_keeps_the_file(tmp_path):
+    path = write_card(synthetic_result(), folder=tmp_path)
+    _with_model_index(path, [{"name": MODEL_ID, "results": [{"task": {"type": "text-generation"}}]}])
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"`model-index\[0\]\.results\[0\]\.dataset` is missing.*not rewritten"):
+        write_card(synthetic_result(target=1.1), folder=tmp_path)
+    assert path.read_text() == before
+
+
+# ----------------------------------------------------------------------------- huggingface_hub round trip
+def _hub_round_trip(path: Path, out: Path) -> Path:
+    """What anyone editing a card with huggingface_hub does: load it, save it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    HubModelCard.load(path).save(out)
+    return out
+
+
+def _same_card(a: ModelCard, b: ModelCard) -> None:
+    assert (a.model_id, a.target_entropy, a.critical_entropy, a.critical_entropy_ci) == (
+        b.model_id,
+        b.target_entropy,
+        b.critical_entropy,
+        b.critical_entropy_ci,
+    )
+    assert a.regimes == b.regimes and a.icp == b.icp and a.metadata == b.metadata and a.body == b.body
+    assert a.config_overrides() == b.config_overrides()
+
+
+SHIPPED = sorted(REPO_CARDS.glob(f"*/{CARD_FILE}"))
+
+
+@pytest.mark.parametrize("source", [*SHIPPED, "written"], ids=lambda s: s if s == "written" else s.parent.name)
+def test_a_card_saved_by_huggingface_hub_loads_and_is_found_with_the_same_values(source, cards_dir, tmp_path):
+    path = cards_dir / "tiny-model" / CARD_FILE if source == "written" else source
+    original = load_card(path)
+    saved = _hub_round_trip(path, tmp_path / "hub" / "renamed-folder" / CARD_FILE)
+    assert saved.read_bytes() == path.read_bytes()  # written as huggingface_hub writes: its save changes nothing
+    _same_card(load_card(saved), original)
+    # Found by the model id in `model-index` (the folder name matches no slug).
+    _same_card(find_card(original.model_id, search_dirs=[tmp_path / "hub"], required=True), original)
+    hub = HubModelCard.load(saved)
+    assert hub.data.model_name == original.model_id and hub.data.base_model == original.model_id
+    assert hub.data.library_name == "transformers" and "icp" in hub.data.tags and hub.data.license
+
+
+def test_what_huggingface_hub_rewrites_on_save_does_not_change_the_card(meta, tmp_path):
+    """A hand-written card (flow style, `model_name` next to `model-index`, keys in another order, a
+    duplicate tag) is rewritten by huggingface_hub: `model_name` is dropped (the name lives in
+    `model-index`), YAML turns to block style, `model-index` goes last, tags lose duplicates. ICP reads
+    the same card before and after."""
+    front = {"model_name": MODEL_ID, "model-index": meta["model-index"], "icp": meta["icp"]}
+    front.update({k: v for k, v in meta.items() if k not in front})
+    front["tags"] = [*front["tags"], "icp"]
+    path = tmp_path / "cards" / "tiny-model" / CARD_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False, default_flow_style=True) + "---\n# body\n")
+    before = load_card(path)
+    saved = _hub_round_trip(path, tmp_path / "hub" / "tiny-model" / CARD_FILE)
+    raw = metadata_load(saved)
+    assert "model_name" not in raw and raw["model-index"][0]["name"] == MODEL_ID
+    assert list(raw)[-1] == "model-index" and raw["tags"] == list(CARD_TAGS)
+    assert saved.read_text() != path.read_text()
+    _same_card(load_card(saved), before)
+    assert before.model_id == MODEL_ID and before.metadata == meta  # read as huggingface_hub reads it
+
+
+def test_a_card_without_model_index_takes_its_id_from_model_name(meta, tmp_path):
+    front = {**{k: v for k, v in meta.items() if k != "model-index"}, "model_name": MODEL_ID}
+    assert card_model_id(front) == MODEL_ID and card_model_id({}) is None
+    path = tmp_path / "c" / "x" / CARD_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("---\n" + yaml.safe_dump(front) + "---\nbody\n")
+    saved = _hub_round_trip(path, tmp_path / "hub" / "x" / CARD_FILE)
+    assert metadata_load(saved)["model_name"] == MODEL_ID  # without a model-index, huggingface_hub keeps it
+    for p in (path, saved):
+        assert load_card(p).model_id == MODEL_ID
+        assert find_card(MODEL_ID, search_dirs=[p.parent.parent]).model_id == MODEL_ID
+
+
+def test_hub_metadata_is_written_and_validated(meta):
+    assert list(meta) == ["base_model", "library_name", "license", "tags", "icp", "model-index"]
+    assert meta["base_model"] == MODEL_ID and meta["library_name"] == "transformers"
+    assert meta["license"] == "apache-2.0" and "icp" in meta["tags"]
+    assert ModelCardData(**meta).to_dict() == meta  # already what huggingface_hub writes
+    assert validate_card(meta) == meta
+    other = card_metadata(synthetic_result(), MODEL_ID, license="other")
+    with pytest.raises(ValueError, match="`license_name` \\(=None\\) has to be a lower-case license id"):
+        validate_card(other)
+    assert validate_card({**other, "license_name": "my-license-1.0"})["license"] == "other"
+
+
+def test_write_card_takes_a_license_and_refuses_a_bad_one(tmp_path):
+    path = write_card(synthetic_result(), folder=tmp_path, license="mit")
+    assert load_card(path).metadata["license"] == "mit"
+    with pytest.raises(ValueError, match="`license` \\(='MIT License'\\) has to be a Hub license id"):
+        write_card(synthetic_result(), folder=tmp_path / "bad", license="MIT License")
+    assert not (tmp_path / "bad").exists()
 
 
 def _set(meta: dict, dotted: str, value) -> dict:
@@ -173,7 +288,7 @@ _DELETE = object()
     "dotted, value, message",
     [
         ("icp.target_entropy", _DELETE, "`icp.target_entropy` is missing"),
-        ("model_name", _DELETE, "`model_name` is missing"),
+        ("model-index", _DELETE, "the model id is missing: give `model-index\\[0\\].name`"),
         ("icp.calibration.seed", _DELETE, "`icp.calibration.seed` is missing"),
         ("icp.regimes.coherent", _DELETE, "`icp.regimes.coherent` is missing"),
         ("icp.target_entropy", "high", "`icp.target_entropy` \\(='high'\\) has to be a finite number"),
@@ -184,7 +299,28 @@ _DELETE = object()
         ("icp.regimes.exploratory_entropy", 0.1, "rigid_entropy` <= `exploratory_entropy"),
         ("icp.regimes.coherent", 1.5, "`coherent`"),
         ("icp.target_entropy", 3.5, "`icp.target_entropy` \\(=3.5\\) has to be <= `icp.critical_entropy`"),
-        ("library_name", "transformers", "`library_name`"),
+        ("library_name", "icp", "`library_name` \\(='icp'\\) has to be one of \\['transformers'\\]"),
+        ("library_name", _DELETE, "`library_name` is missing"),
+        ("base_model", _DELETE, "`base_model` is missing"),
+        ("base_model", "other-org/Other", "`base_model` \\(='other-org/Other'\\) has to be the model the card"),
+        ("base_model", ["x", 3], "`base_model` \\(=\\['x', 3\\]\\) has to be the id"),
+        ("license", _DELETE, "`license` is missing"),
+        ("license", "Apache 2.0", "`license` \\(='Apache 2.0'\\) has to be a Hub license id.*'apache-2.0'"),
+        ("tags", _DELETE, "`tags` is missing"),
+        ("tags", ["decoding"], "`tags` \\(=\\['decoding'\\]\\) has to be a list of non-empty strings that holds 'icp'"),
+        ("model-index", [], "`model-index` \\(=\\[\\]\\) has to be a non-empty list"),
+        ("model-index", [{"results": []}], "`model-index\\[0\\].name` is missing"),
+        (
+            "model-index",
+            [{"name": MODEL_ID, "results": []}, {"name": "other/name", "results": []}],
+            "`model-index\\[1\\].name` \\(='other/name'\\) differs from `model-index\\[0\\].name`",
+        ),
+        (
+            "model-index",
+            [{"name": MODEL_ID, "results": [{"task": {"type": "t"}, "dataset": {"type": "d"}, "metrics": []}]}],
+            "`model-index\\[0\\].results\\[0\\].dataset.name` is missing",
+        ),
+        ("model_name", "other-org/Other", "`model_name` \\(='other-org/Other'\\) and `model-index\\[0\\].name`"),
         ("icp.sweep", [], "`icp.sweep`"),
         ("icp.calibration.n_prompts", 0, "`icp.calibration.n_prompts`"),
         ("model-index", {"results": []}, "`model-index`"),

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .tasks import QA_SUITES
+
 __all__ = ["METRIC_DIR", "SIGNALS", "MetricBank", "score_task", "tuning_score", "uncertainties"]
 
 METRIC_DIR = Path(__file__).resolve().parent.parent / "metrics"
@@ -173,7 +175,7 @@ def score_task(
     ci: dict[str, list[float]] = {}
     if task.suite in ("loops", "instruct"):
         _score_text_quality(bank, task, rows, items, resamples, out, ci)
-    elif task.suite in ("qa", "grounded_qa"):
+    elif task.suite in QA_SUITES:
         abstained = [r.get("stop_reason") == "divergence" for r in rows]
         values = bank("qa_accuracy").compute(
             predictions=[r["text"] for r in rows],

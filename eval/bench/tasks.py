@@ -5,6 +5,11 @@ the user has one), how fields map to prompt, reference and answers, the prompt t
 through the chat template), a fixed dev/test split, generation settings and its metric list with
 `higher_is_better`, as lm-evaluation-harness tasks do.
 
+The data travels with the repository: `eval/data/` (`BUNDLED_DATA_DIR`, the default data dir) holds,
+for every task, the rows its dev and test splits draw from the task's source file, already split
+(`dataset.split_files`); `eval/data/README.md` names each file's source, licence and filtering, and
+`eval/data/build.py` rebuilds the split files from the source files.
+
 Example:
     >>> from bench.tasks import load_tasks
     >>> task = load_tasks()["nq_open"]
@@ -14,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,26 +29,43 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["SUITES", "TASK_DIR", "Task", "default_data_dir", "load_tasks", "tasks_for_suite"]
+__all__ = [
+    "BUNDLED_DATA_DIR",
+    "HALLUCINATION_SUITES",
+    "QA_SUITES",
+    "SUITES",
+    "TASK_DIR",
+    "Task",
+    "default_data_dir",
+    "load_tasks",
+    "tasks_for_suite",
+]
 
 TASK_DIR = Path(__file__).resolve().parent.parent / "tasks"
-SUITES = ("loops", "instruct", "qa", "grounded_qa", "truthfulqa")
+BUNDLED_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SUITES = ("loops", "instruct", "qa", "knowledge", "reading", "grounded_qa", "truthfulqa")
+# The suites scored as short answers against gold aliases (`qa_accuracy` + detection), and those whose
+# answers are judged right or wrong (the hallucination suites): what scoring, reports and targets test
+# a task's suite against, so that a new suite of a known kind is one entry here.
+QA_SUITES = ("qa", "knowledge", "reading", "grounded_qa")
+HALLUCINATION_SUITES = (*QA_SUITES, "truthfulqa")
 _REQUIRED = ("task", "suite", "dataset", "fields", "prompt", "split", "generation", "metric_list")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
-def default_data_dir() -> Path | None:
-    """`$ICP_DATA_DIR`, else the `shared/data` folder beside the checkout when it exists, else `None` (hub)."""
+def default_data_dir() -> Path:
+    """`$ICP_DATA_DIR` when set (and not empty), else the data shipped in the repository, `eval/data`.
+
+    Example:
+        >>> import os
+        >>> override = os.environ.get("ICP_DATA_DIR")
+        >>> default_data_dir() == (Path(override) if override else BUNDLED_DATA_DIR)
+        True
+        >>> BUNDLED_DATA_DIR.relative_to(TASK_DIR.parent.parent).as_posix()
+        'eval/data'
+    """
     env = os.environ.get("ICP_DATA_DIR")
-    if env:
-        return Path(env)
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "shared" / "data",
-        Path(__file__).resolve().parents[3] / "shared" / "data",
-    ):
-        if candidate.is_dir():
-            return candidate
-    return None
+    return Path(env) if env else BUNDLED_DATA_DIR
 
 
 def _take(text: str, how: str | None) -> str | list[str]:
@@ -62,10 +85,22 @@ def _take(text: str, how: str | None) -> str | list[str]:
 class Task:
     """One task of the suite, as read from its YAML file.
 
+    The split is a seeded permutation of the rows of the task's source file (`dataset.local.path`, or
+    the hub copy), or of its groups with `split.group_by`: dev first, then test, so dev and test never
+    share a row (or a group). Only those rows are needed, so the repository ships them already split:
+    `dataset.split_files: {dev: PATH, test: PATH}` names two JSONL files under the data dir, each
+    holding the split's rows in order with the source file's columns plus `source_row` (the row's index
+    in the source file, which becomes the item's `index`, and its `id` when the task maps none). When
+    the data dir holds both split files they are read as they are; else the source file is read and
+    split by the seed; else the hub copy; `eval/data/build.py` writes the split files from the source
+    files and checks that both ways give the same items.
+
     Args:
         name (`str`): the task's name.
         suite (`str`): one of `SUITES`.
-        dataset (`dict`): `local` (`path` under the data dir, `format` json/csv) and `hub` (or null).
+        dataset (`dict`): `local` (`path` under the data dir, `format` json/csv: the source file),
+            `split_files` (`{dev, test}` paths under the data dir, JSONL, or absent), `require`
+            (`{field: "alnum"}`: drop rows none of whose values has a letter or digit) and `hub` (or null).
         fields (`dict`): item key -> source column, or `{field, split}` / `{field, take}`.
         template (`str`): the prompt, formatted with the item's fields.
         chat (`bool`): wrap the prompt as a user message through the tokenizer's chat template.
@@ -74,6 +109,14 @@ class Task:
         metric_list (`list[dict]`): `metric`, `keys`, `higher_is_better`.
         tuning (`dict`): the dev-split objective (see `bench.scoring.tuning_score`).
         metadata (`dict`): version, licence.
+
+    Example:
+        >>> task = Task.from_yaml(TASK_DIR / "nq_open.yaml")
+        >>> task.dataset["split_files"]["test"]
+        'nq_open/nq_open.test.jsonl'
+        >>> test = task.items("test")  # the shipped split file, from eval/data
+        >>> len(test) == task.split["test"], test[0]["index"] == test[0]["id"]
+        (True, True)
     """
 
     name: str
@@ -101,6 +144,16 @@ class Task:
         for key in ("seed", "dev", "test"):
             if not isinstance(split.get(key), int) or split[key] < 0:
                 raise ValueError(f"Task file {path}: `split.{key}` (={split.get(key)!r}) must be an integer >= 0.")
+        split_files = raw["dataset"].get("split_files")
+        if split_files is not None and (
+            not isinstance(split_files, dict)
+            or set(split_files) != {"dev", "test"}
+            or not all(isinstance(v, str) and v for v in split_files.values())
+        ):
+            raise ValueError(
+                f"Task file {path}: `dataset.split_files` (={split_files!r}) must be null or "
+                "{dev: PATH, test: PATH}, paths under the data dir."
+            )
         max_new = raw["generation"].get("max_new_tokens")
         if not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"Task file {path}: `generation.max_new_tokens` (={max_new!r}) must be an integer >= 1.")
@@ -129,6 +182,7 @@ class Task:
     # -- data ---------------------------------------------------------------------------------------
 
     def _read(self, data_dir: str | os.PathLike | None):
+        """The source rows and the field mapping that reads them: the local source file, else the hub copy."""
         import datasets
 
         local = self.dataset.get("local")
@@ -139,13 +193,41 @@ class Task:
                 return datasets.load_dataset(builder, data_files=str(path), split="train"), self.fields
         hub = self.dataset.get("hub")
         if hub is None:
-            where = f"{Path(data_dir) / local['path']}" if data_dir is not None and local else "no --data-dir given"
+            wanted = [local["path"]] if local else []
+            wanted += list((self.dataset.get("split_files") or {}).values())
+            where = f"the data dir {data_dir}" if data_dir is not None else "no data dir given"
             raise FileNotFoundError(
-                f"Task {self.name!r} reads {local['path'] if local else '?'} from the data dir ({where} is missing) "
-                "and has no hub copy. Pass `--data-dir` (or set ICP_DATA_DIR) to a folder holding it."
+                f"Task {self.name!r} reads {' or '.join(wanted) or '?'} from the data dir ({where} has none of "
+                f"them) and has no hub copy. Pass `--data-dir` (or set ICP_DATA_DIR) to a folder holding them, "
+                f"or leave both unset to use the data shipped in {BUNDLED_DATA_DIR}."
             )
         # The hub copy may name its columns differently: `hub.fields` maps them.
         return datasets.load_dataset(hub["path"], hub.get("name"), split=hub["split"]), hub.get("fields", self.fields)
+
+    def _split_file_rows(self, split: str, data_dir: str | os.PathLike | None) -> list[dict] | None:
+        """The rows of `split` from the shipped split files, or None when the data dir lacks either file."""
+        files = self.dataset.get("split_files")
+        if not files or data_dir is None:
+            return None
+        paths = {name: Path(data_dir) / rel for name, rel in files.items()}
+        if not all(path.is_file() for path in paths.values()):
+            return None
+        path = paths[split]
+        with open(path, encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        want = self.split[split]
+        if len(rows) != want:
+            raise ValueError(
+                f"Task {self.name!r}: the split file {path} has {len(rows)} rows but `split.{split}` is {want}; "
+                "rebuild the split files with `python eval/data/build.py --source DIR` after changing the split."
+            )
+        for i, row in enumerate(rows):
+            if not isinstance(row.get("source_row"), int):
+                raise ValueError(
+                    f"Task {self.name!r}: row {i} of {path} has `source_row` (={row.get('source_row')!r}); "
+                    "every row of a split file needs its integer index in the source file."
+                )
+        return rows
 
     @property
     def tuned_on(self) -> str:
@@ -169,28 +251,66 @@ class Task:
         return item
 
     def items(self, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None) -> list[dict]:
-        """The examples of `split` ("dev" or "test"), each a dict with `prompt_text` and the mapped fields.
+        """The examples of `split` ("dev" or "test"), each a dict with `prompt_text`, `index` and the mapped fields.
 
-        The split is fixed by the task's seed: a permutation of the rows (or of the groups, with
-        `group_by`), dev first, then test, so dev and test never share an example (or a group).
+        The split is fixed by the task's seed: a permutation of the source rows (or of the groups, with
+        `group_by`), dev first, then test, so dev and test never share an example (or a group). When
+        the data dir holds the task's `split_files`, those are read instead (the same items, in the
+        same order: see the class docstring).
 
         Args:
             split (`str`): `"dev"` or `"test"`.
-            data_dir (`str`, *optional*): folder with the local data files.
+            data_dir (`str`, *optional*): folder with the data files; defaults to the data shipped in
+                the repository (`BUNDLED_DATA_DIR`).
             limit (`int`, *optional*): keep the first `limit` examples of the split.
+
+        Example:
+            >>> task = load_tasks()["truthfulqa"]
+            >>> [item["index"] for item in task.items("dev", limit=3)] == [
+            ...     item["index"] for item in task.items("dev")[:3]
+            ... ]
+            True
         """
         if split not in ("dev", "test"):
             raise ValueError(f"`split` (={split!r}) must be 'dev' or 'test'.")
         if limit is not None and limit < 1:
             raise ValueError(f"`limit` (={limit!r}) must be a positive integer or None.")
-        dataset, fields = self._read(data_dir)
-        rows = [self._item(dict(row), i, fields) for i, row in enumerate(dataset)]
+        data_dir = BUNDLED_DATA_DIR if data_dir is None else data_dir
+        shipped = self._split_file_rows(split, data_dir)
+        if shipped is not None:
+            chosen = [self._item(row, row["source_row"], self.fields) for row in shipped]
+            chosen = self._require(chosen)
+        else:
+            chosen = [{k: v for k, v in item.items() if k != "_row"} for item in self.source_items(data_dir)[split]]
+        return chosen[:limit] if limit is not None else chosen
+
+    def _require(self, rows: list[dict]) -> list[dict]:
         # `require: {answers: alnum}` drops rows none of whose answers has a letter or digit (NQ-open has
         # an answer ")"), which no answer could match; the split is drawn from what remains.
         for key, rule in (self.dataset.get("require") or {}).items():
             if rule != "alnum":
                 raise ValueError(f"Task {self.name!r}: `dataset.require.{key}` (={rule!r}) must be 'alnum'.")
             rows = [r for r in rows if any(any(ch.isalnum() for ch in str(a)) for a in r[key])]
+        return rows
+
+    def source_items(self, data_dir: str | os.PathLike | None = None) -> dict[str, list[dict]]:
+        """Both splits drawn from the source file (or the hub copy) by the seed, ignoring `split_files`.
+
+        Each item also carries `_row`, the source row it was read from (what `eval/data/build.py` writes).
+
+        Args:
+            data_dir (`str`, *optional*): folder with the task's source file (`dataset.local.path`).
+
+        Returns:
+            `dict`: `{"dev": [...], "test": [...]}`.
+        """
+        dataset, fields = self._read(data_dir)
+        rows = []
+        for i, raw in enumerate(dataset):
+            item = self._item(dict(raw), i, fields)
+            item["_row"] = dict(raw)
+            rows.append(item)
+        rows = self._require(rows)
         rng = np.random.default_rng(self.split["seed"])
         n_dev, n_test = self.split["dev"], self.split["test"]
         group_key = self.split.get("group_by")
@@ -211,8 +331,7 @@ class Task:
             order = rng.permutation(len(rows))
             dev = [rows[i] for i in order[:n_dev]]
             test = [rows[i] for i in order[n_dev : n_dev + n_test]]
-        chosen = dev if split == "dev" else test
-        return chosen[:limit] if limit is not None else chosen
+        return {"dev": dev, "test": test}
 
 
 def load_tasks(task_dir: str | os.PathLike = TASK_DIR) -> dict[str, Task]:

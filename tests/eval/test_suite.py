@@ -19,11 +19,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench.decoders import DECODERS, TUNING_BUDGET, get_decoder, parse_decoders  # noqa: E402
 from bench.generation import batches, generate_batch  # noqa: E402
 from bench.scoring import tuning_score  # noqa: E402
-from bench.tasks import SUITES, Task, load_tasks, tasks_for_suite  # noqa: E402
+from bench.tasks import BUNDLED_DATA_DIR, SUITES, Task, default_data_dir, load_tasks, tasks_for_suite  # noqa: E402
 from helpers import tiny_llama  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
+# The source files the shipped split files were drawn from, where this checkout has them (optional:
+# every suite runs on the data in eval/data; this folder only lets the tests re-derive the splits).
+SHARED = ROOT.parent / "shared" / "data"
 
 
 # -- decoders --------------------------------------------------------------------------------------
@@ -173,6 +174,8 @@ def test_tasks_load_and_cover_every_suite():
     tasks = load_tasks()
     assert {t.suite for t in tasks.values()} == set(SUITES)
     assert [t.name for t in tasks_for_suite("qa", tasks)] == ["nq_open"]
+    assert [t.name for t in tasks_for_suite("knowledge", tasks)] == ["knowledge_countries"]
+    assert [t.name for t in tasks_for_suite("reading", tasks)] == ["reading_qed"]
     with pytest.raises(ValueError, match="--suite"):
         tasks_for_suite("nope", tasks)
 
@@ -197,24 +200,182 @@ def test_missing_data_names_the_file(tmp_path):
         task.items("test", tmp_path)
 
 
-@needs_data
 @pytest.mark.parametrize("name", sorted(load_tasks()))
 def test_splits_are_fixed_disjoint_and_sized(name):
+    """Every task runs on the data shipped in eval/data (no data dir needed)."""
     task = load_tasks()[name]
-    dev, test = task.items("dev", DATA), task.items("test", DATA)
+    dev, test = task.items("dev"), task.items("test")
     assert len(dev) == task.split["dev"] and len(test) == task.split["test"]
     assert not {d["index"] for d in dev} & {t["index"] for t in test}
+    assert len({t["index"] for t in test}) == len(test)
     group = task.split.get("group_by")
-    if group:  # dev and test never share a group (an article)
+    if group:  # dev and test never share a group (an article, a country)
         assert not {d[group] for d in dev} & {t[group] for t in test}
-    assert [t["index"] for t in task.items("test", DATA)] == [t["index"] for t in test]
-    assert [t["index"] for t in task.items("test", DATA, limit=3)] == [t["index"] for t in test[:3]]
-    for item in test[:5]:
+    assert [t["index"] for t in task.items("test", BUNDLED_DATA_DIR)] == [t["index"] for t in test]
+    assert [t["index"] for t in task.items("test", limit=3)] == [t["index"] for t in test[:3]]
+    for item in test:
         assert item["prompt_text"]
-        if task.suite in ("qa", "grounded_qa"):
+        if task.suite in ("qa", "knowledge", "reading", "grounded_qa"):
             assert isinstance(item["answers"], list) and item["answers"]
         if task.suite == "truthfulqa":
             assert len(item["correct_answers"]) >= 1 and len(item["incorrect_answers"]) >= 1
+    if task.suite == "reading":  # extractive: some gold answer is in the passage the prompt shows
+        assert all(any(a in item["passage"] for a in item["answers"]) for item in test)
+
+
+def test_every_task_ships_its_split_files_with_licence_and_provenance():
+    readme = (BUNDLED_DATA_DIR / "README.md").read_text()
+    for task in load_tasks().values():
+        files = task.dataset["split_files"]
+        assert set(files) == {"dev", "test"}, task.name
+        for rel in files.values():
+            path = BUNDLED_DATA_DIR / rel
+            assert path.is_file(), path
+            assert path.name in readme or f"{task.name}.{{dev,test}}.jsonl" in readme, path.name
+            assert list(path.parent.glob("LICENSE*")), f"no licence file beside {path}"
+        assert task.metadata.get("licence"), task.name
+
+
+def test_shipped_splits_equal_the_splits_drawn_from_the_source_files():
+    """The split files hold exactly the items the seed draws from each full source file that this
+    checkout has beside it (`../shared/data`; a bare clone has none and needs none: the mechanism is
+    checked on a toy task below either way)."""
+    checked = []
+    for name, task in sorted(load_tasks().items()):
+        if not (SHARED / task.dataset["local"]["path"]).is_file():
+            continue
+        drawn = task.source_items(SHARED)
+        for split in ("dev", "test"):
+            assert [{k: v for k, v in d.items() if k != "_row"} for d in drawn[split]] == task.items(split), name
+        checked.append(name)
+    if SHARED.is_dir():  # the shared folder holds the source files of the five original tasks
+        assert {"halueval_qa", "instruct_wikitext", "loops_webtext", "nq_open", "truthfulqa"} <= set(checked)
+
+
+def test_new_sources_are_filtered_by_properties_of_the_data_only():
+    sys.path.insert(0, str(ROOT / "eval" / "data"))
+    from build import countries_facts, qed_items
+
+    countries = [
+        {"name": {"common": "Luxembourg"}, "cca3": "LUX", "independent": True, "capital": ["Luxembourg"],
+         "region": "Europe", "languages": {"ltz": "Luxembourgish"}, "currencies": {"EUR": {"name": "Euro"}}},
+        {"name": {"common": "Guam"}, "cca3": "GUM", "independent": False, "capital": ["Hag\u00e5t\u00f1a"],
+         "region": "Oceania", "languages": {"eng": "English"}, "currencies": {"USD": {"name": "US dollar"}}},
+        {"name": {"common": "Peru"}, "cca3": "PER", "independent": True, "capital": ["Lima"], "region": "Americas",
+         "subregion": "South America", "languages": {}, "currencies": {}},
+    ]  # fmt: skip
+    rows = countries_facts(countries)
+    # Luxembourg's capital repeats the question and is dropped; Guam is not a sovereign state; Peru has
+    # no language or currency listed; Peru is in South America (not "Americas")
+    assert [(r["id"], r["answers"]) for r in rows] == [
+        ("LUX:continent", ["Europe"]),
+        ("LUX:language", ["Luxembourgish"]),
+        ("LUX:currency", ["Euro", "EUR"]),
+        ("PER:capital", ["Lima"]),
+        ("PER:continent", ["South America"]),
+    ]
+
+    def record(i, answers):
+        return {"example_id": i, "title_text": "T", "question_text": "who won it", "paragraph_text": "P ,",
+                "original_nq_answers": [[{"string": s} for s in spans] for spans in answers]}  # fmt: skip
+
+    records = [
+        record(1, [["Ada , Countess"]]),
+        record(2, [["Ada", "Bob"]]),  # one answer of two spans: dropped
+        record(3, [["one two three four five"], ["a b c d e f"]]),  # no answer of <= 4 words
+        record(4, [["one two three four five"], ["Bob"]]),
+    ]
+    items = qed_items(records)
+    assert [(i["id"], i["answers"], i["question"], i["passage"]) for i in items] == [
+        ("1", ["Ada, Countess"], "Who won it?", "P,"),
+        ("4", ["Bob", "one two three four five"], "Who won it?", "P,"),
+    ]
+    with pytest.raises(ValueError, match=r"`max_answer_words` \(=0\) must be an integer >= 1"):
+        qed_items(records, max_answer_words=0)
+
+
+def test_default_data_dir_is_the_shipped_data_unless_overridden(monkeypatch, tmp_path):
+    monkeypatch.delenv("ICP_DATA_DIR", raising=False)
+    assert default_data_dir() == BUNDLED_DATA_DIR == ROOT / "eval" / "data"
+    monkeypatch.setenv("ICP_DATA_DIR", "")
+    assert default_data_dir() == BUNDLED_DATA_DIR
+    monkeypatch.setenv("ICP_DATA_DIR", str(tmp_path))
+    assert default_data_dir() == tmp_path
+
+
+def _toy_task(tmp_path, split="{seed: 3, dev: 2, test: 3}", extra=""):
+    data = tmp_path / "data"
+    (data / "toy").mkdir(parents=True)
+    rows = [{"q": f"question {i}", "answers": [f"a{i}"], "topic": f"t{i // 2}"} for i in range(12)]
+    (data / "toy" / "source.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = tmp_path / "toy.yaml"
+    path.write_text(
+        "task: toy\nsuite: qa\n"
+        "dataset:\n  local: {path: toy/source.jsonl, format: json}\n"
+        "  split_files: {dev: toy/toy.dev.jsonl, test: toy/toy.test.jsonl}\n  hub: null\n"
+        "fields: {question: q, answers: answers, topic: topic}\n"
+        'prompt: {chat: true, template: "Q: {question}"}\n'
+        f"split: {split}\ngeneration: {{max_new_tokens: 4}}\n{extra}"
+        "metric_list:\n  - {metric: qa_accuracy, keys: [accuracy], higher_is_better: true}\n"
+        "tuning: {objective: accuracy}\n"
+    )
+    return Task.from_yaml(path), data
+
+
+@pytest.mark.parametrize("split", ["{seed: 3, dev: 2, test: 3}", "{seed: 3, dev: 2, test: 3, group_by: topic}"])
+def test_split_files_round_trip_through_build(tmp_path, split):
+    sys.path.insert(0, str(ROOT / "eval" / "data"))
+    from build import write_splits
+
+    task, data = _toy_task(tmp_path, split)
+    from_source = {s: task.items(s, data) for s in ("dev", "test")}  # no split files yet: drawn by the seed
+    out = tmp_path / "shipped"
+    assert write_splits(task, data, out) == []
+    lines = [json.loads(x) for x in (out / "toy" / "toy.test.jsonl").read_text().splitlines()]
+    assert [x["source_row"] for x in lines] == [item["index"] for item in from_source["test"]]
+    assert set(lines[0]) == {"q", "answers", "topic", "source_row"}  # the source columns, unchanged
+    for s in ("dev", "test"):
+        assert task.items(s, out) == from_source[s]  # read from the split files: the same items
+    assert write_splits(task, data, out, check=True) == []
+    # a split file that no longer matches the source is caught by --check
+    (out / "toy" / "toy.test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in reversed(lines)))
+    assert write_splits(task, data, out, check=True) == [
+        f"toy/test: {out / 'toy' / 'toy.test.jsonl'} differs from the split drawn from {data}"
+    ]
+
+
+def test_split_files_that_disagree_with_the_yaml_are_refused(tmp_path):
+    sys.path.insert(0, str(ROOT / "eval" / "data"))
+    from build import write_splits
+
+    task, data = _toy_task(tmp_path)
+    write_splits(task, data, data)
+    test_file = data / "toy" / "toy.test.jsonl"
+    lines = test_file.read_text().splitlines()
+    test_file.write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(ValueError, match=r"has 2 rows but `split.test` is 3"):
+        task.items("test", data)
+    rows = [json.loads(x) for x in lines]
+    del rows[1]["source_row"]
+    test_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"row 1 of .*toy.test.jsonl has `source_row` \(=None\)"):
+        task.items("test", data)
+    # only one of the two split files there: the source file is split by the seed instead
+    (data / "toy" / "toy.dev.jsonl").unlink()
+    assert [i["index"] for i in task.items("test", data)] == [r["source_row"] for r in [json.loads(x) for x in lines]]
+
+
+def test_bad_split_files_entry_is_refused(tmp_path):
+    good = (ROOT / "eval" / "tasks" / "nq_open.yaml").read_text()
+    path = tmp_path / "bad.yaml"
+    for bad in ("{dev: a.jsonl}", "{dev: a.jsonl, test: 3}", "[a.jsonl, b.jsonl]"):
+        lines = [
+            f"  split_files: {bad}" if line.startswith("  split_files:") else line for line in good.splitlines()
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        refusal = r"`dataset.split_files` \(=.*\) must be null or \{dev: PATH, test: PATH\}"
+        with pytest.raises(ValueError, match=refusal):
+            Task.from_yaml(path)
 
 
 def test_tuning_score_prefers_coherence_under_the_diversity_floor():
@@ -251,7 +412,6 @@ def test_list_decoders_and_bad_arguments():
 
 
 @pytest.mark.slow
-@needs_data
 def test_run_smoke_writes_results_with_provenance(tmp_path):
     out = tmp_path / "r.json"
     done = _run(
@@ -267,8 +427,6 @@ def test_run_smoke_writes_results_with_provenance(tmp_path):
             "--bootstrap",
             "5",
             "--no-progress",
-            "--data-dir",
-            str(DATA),
             "--out",
             str(out),
             "--tuned",
@@ -279,26 +437,34 @@ def test_run_smoke_writes_results_with_provenance(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["results"]) == set(SUITES)
-    for suite, decoders in report["results"].items():
+    tasks = {t.name: t for t in tasks_for_suite("all")}
+    # Results keyed by task (issue 12 item 8), each task's suite, version, n and directions beside them.
+    assert set(report["results"]) == set(tasks)
+    assert {entry["suite"] for entry in report["tasks"].values()} == set(SUITES)
+    for name, decoders in report["results"].items():
         assert set(decoders) == {"greedy", "icp"}
-        assert report["n"][suite] == 2
-    assert "coherence" in report["results"]["loops"]["icp"] and "loop_rate" in report["results"]["loops"]["icp"]
-    assert "accuracy" in report["results"]["qa"]["greedy"] and "auroc_icp_F" in report["results"]["qa"]["greedy"]
+        assert report["n"][name] == report["tasks"][name]["n"] == 2
+        assert report["tasks"][name]["suite"] == tasks[name].suite
+        assert report["versions"][name] == tasks[name].version
+        assert report["higher_is_better"][name] == tasks[name].higher_is_better()
+        assert name in report["group_subtasks"][tasks[name].suite]
+    assert "coherence" in report["results"]["loops_webtext"]["icp"]
+    assert "loop_rate" in report["results"]["loops_webtext"]["icp"]
+    assert "accuracy" in report["results"]["nq_open"]["greedy"]
+    assert "auroc_icp_F" in report["results"]["nq_open"]["greedy"]
     assert "truthful_rate" in report["results"]["truthfulqa"]["icp"]
-    for key in ("versions", "git_hash", "date", "config", "seeds"):
+    for key in ("packages", "git_hash", "date", "config", "seeds"):
         assert key in report
-    assert report["versions"]["torch"] == torch.__version__.split("+")[0] or report["versions"]["torch"].startswith(
+    assert report["packages"]["torch"] == torch.__version__.split("+")[0] or report["packages"]["torch"].startswith(
         torch.__version__.split("+")[0]
     )
-    assert out.with_suffix(".md").read_text().count("| icp |") == len(SUITES)
+    assert out.with_suffix(".md").read_text().count("| icp |") == len(tasks)
     rows = [json.loads(line) for line in out.with_suffix(".examples.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 2 * len(SUITES)
+    assert len(rows) == 2 * 2 * len(tasks)
     assert out.with_suffix(".loops.png").is_file()
 
 
 @pytest.mark.slow
-@needs_data
 def test_two_processes_give_the_same_generations_as_one(tmp_path):
     """accelerate launch --multi_gpu --num_processes 2 (torchrun; gloo on CPU): batches split between
     processes, gathered, identical to one process."""
@@ -317,8 +483,6 @@ def test_two_processes_give_the_same_generations_as_one(tmp_path):
         "0",
         "--no-progress",
         "--no-plots",
-        "--data-dir",
-        str(DATA),
         "--tuned",
         str(tmp_path / "none.json"),
         "--no-cache",

@@ -10,7 +10,10 @@ ways of keeping one are scored with the suite's metrics on the same candidates:
 
     python eval/best_of_n.py --tasks truthfulqa,halueval_qa,loops_webtext --n 4 --out outputs/best_of_n.json
 
-Output: a table (task × selection × metric, with 95 % bootstrap intervals) and the JSON.
+Output: a table (task × selection × metric, with 95 % bootstrap intervals) and the JSON, keyed by task as
+`eval/run.py`'s results are (`bench/results.py`), with the selections in place of decoders: `results` and
+`intervals` task -> selection -> metric, `higher_is_better`, `n`, `versions`, `tasks` (suite, version, n)
+and `group_subtasks` (suite -> tasks).
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ import torch  # noqa: E402
 from bench.decoders import get_decoder  # noqa: E402
 from bench.generation import answer_lengths, encode, plain_signals, stop_token_ids  # noqa: E402
 from bench.scoring import MetricBank, score_task  # noqa: E402
-from bench.tasks import default_data_dir, load_tasks  # noqa: E402
+from bench.tasks import HALLUCINATION_SUITES, default_data_dir, load_tasks  # noqa: E402
 from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: E402
 
 SELECTIONS = ("first", "icp_F", "loglik", "oracle")
-_ORACLE_KEY = {"qa": "correct", "grounded_qa": "correct", "truthfulqa": "correct"}
+_ORACLE_KEY = dict.fromkeys(HALLUCINATION_SUITES, "correct")
 
 
 def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_new_tokens):
@@ -119,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     bank = MetricBank()
     results: dict = {}
     intervals: dict = {}
+    counts: dict[str, int] = {}
     for name in names:
         task = tasks[name]
         items = task.items(args.split, data_dir, args.limit)
+        counts[name] = len(items)
         params = settings.get(task.tuned_on, {}).get("icp")
         max_new = args.max_new_tokens or task.max_new_tokens
         per_item, icp_choice = candidates(
@@ -151,8 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                                  if k in ("accuracy", "truthful_rate", "coherence", "loop_rate", "rep_4"))
             for s in results[name]
         ))  # fmt: skip
+    ran = [tasks[name] for name in results]
+    groups: dict[str, list[str]] = {}
+    for task in ran:
+        groups.setdefault(task.suite, []).append(task.name)
     report = {
-        "results": results, "intervals": intervals, "n_candidates": args.n, "split": args.split,
+        "results": results, "intervals": intervals,
+        "higher_is_better": {t.name: t.higher_is_better() for t in ran}, "n": counts,
+        "versions": {t.name: t.version for t in ran},
+        "tasks": {t.name: {"suite": t.suite, "version": t.version, "n": counts[t.name]} for t in ran},
+        "group_subtasks": groups, "n_candidates": args.n, "split": args.split,
         "config": vars(args), "runtime_s": round(time.time() - started, 1),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

@@ -68,7 +68,18 @@ def paired_bootstrap(a, b, n_bootstrap: int = 10_000, seed: int = 0) -> dict[str
 
 
 def aligned_rows(rows: list[dict], task: str, a: str, b: str) -> tuple[list[dict], list[dict]]:
-    """The rows of decoders `a` and `b` on `task`, paired by example id (ids both have), in id order."""
+    """The rows of decoders `a` and `b` on `task`, paired by example id (ids both have), in id order.
+
+    Rows are those of a run's `examples.jsonl`, each naming its `task` (and `suite`), so two tasks of one
+    suite never mix.
+
+    Example:
+        >>> rows = [{"task": "t", "decoder": d, "id": i} for d in ("icp", "dry") for i in (1, 2)]
+        >>> [len(side) for side in aligned_rows(rows, "t", "icp", "dry")]
+        [2, 2]
+    """
+    if not any(r["task"] == task for r in rows):
+        raise ValueError(f"`--task` (={task!r}) has no rows; tasks there: {sorted({r['task'] for r in rows})}")
     by = {name: {r["id"]: r for r in rows if r["task"] == task and r["decoder"] == name} for name in (a, b)}
     for name in (a, b):
         if not by[name]:

@@ -14,17 +14,23 @@ and the script joins them over gloo; `accelerate launch --cpu --num_processes N`
 unless MPI is set up (`--mpirun_hostfile`), which is accelerate's behaviour, not this script's.
 
 Suites: `loops` (open-ended WebText continuations), `instruct` (chat continuations of encyclopedia
-paragraphs), `qa` (closed-book NQ-open), `grounded_qa` (HaluEval QA, the facts in the prompt),
-`truthfulqa` (TruthfulQA generation), `all`.
+paragraphs), `qa` (closed-book NQ-open), `knowledge` (closed-book questions about countries, answered about half the
+time), `reading` (extractive answers from a given passage), `grounded_qa` (HaluEval QA, the facts in the
+prompt), `truthfulqa` (TruthfulQA generation), `all`.
 
 Hyperparameters: every decoder gets the same budget, at most 3 settings, tried on the dev split with
 the task's objective (`--tune`); the winners are written to `--tuned` and used on the test split.
 Without `--tune`, settings come from the `--tuned` file when it exists, else each decoder's default.
 
-Output: `--out` (JSON: `results` suite -> decoder -> metric -> number, `intervals` (95 % bootstrap),
-`hyperparameters`, `config`, `n`, `seeds`, `versions`, `git_hash`, `date`, `runtime_s`), beside it
-`<out>.md` (the tables), `<out>.examples.jsonl` (every generation with its signals) and plots
-(`<out>.loops.png`: loop rate against coherence per decoder; `<out>.risk.png`: risk–coverage).
+Output: `--out`, a JSON keyed by task as lm-evaluation-harness keys its results (see `bench/results.py`):
+`results` task -> decoder -> metric -> number, `intervals` (95 % bootstrap, same keys), `hyperparameters`
+task -> decoder -> settings, `higher_is_better` task -> metric -> bool (the task YAML's metric_list),
+`n` and `versions` (the YAML's metadata.version) per task, `tasks` task -> {suite, version, n,
+max_new_tokens, tuned_on}, `group_subtasks` suite -> tasks, and `seeds`, `config`, `packages`, `git_hash`,
+`date`, `runtime_s`, `command`. Beside it `<out>.md` (one table per task, under its suite),
+`<out>.examples.jsonl` (every generation with its signals) and plots (`<out>.loops.png`: loop rate
+against coherence per decoder; `<out>.risk.png`: risk–coverage). Files in the earlier suite-keyed layout
+are read by the readers through `bench.results.upgrade`.
 """
 
 from __future__ import annotations
@@ -41,11 +47,12 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.decoders import DECODERS, TUNING_BUDGET, get_decoder, parse_decoders  # noqa: E402
-from bench.tasks import default_data_dir, load_tasks, tasks_for_suite  # noqa: E402
+from bench.tasks import HALLUCINATION_SUITES, SUITES, default_data_dir, load_tasks, tasks_for_suite  # noqa: E402
 
 DEFAULT_TUNED = Path(__file__).resolve().parent / "tuned" / "smollm2-135m-instruct.json"
 
@@ -55,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eval/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--suite", default="all", help="loops, instruct, qa, grounded_qa, truthfulqa or all (default: all)"
+        "--suite", default="all", help=f"{', '.join(SUITES)} or all (default: all)"
     )
     parser.add_argument("--decoders", default="all", help="comma-separated decoder names, or all (default)")
     parser.add_argument("--list-decoders", action="store_true", help="list the decoders and their grids, then exit")
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate() call (default: 32)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of every batch (default: 0)")
     parser.add_argument(
-        "--data-dir", default=None, help="folder with the data files (default: $ICP_DATA_DIR or shared/data)"
+        "--data-dir", default=None, help="folder with the data files (default: $ICP_DATA_DIR or eval/data)"
     )
     parser.add_argument("--split", default="test", choices=["test", "dev"], help="split to report on (default: test)")
     parser.add_argument("--tune", action="store_true", help="tune every decoder on the dev split first")
@@ -193,7 +200,7 @@ class Runner:
         plan = spec.plan(params, self.model)
         chunks = batches(items, self.args.batch_size)
         done = []
-        want_logits = task.suite in ("qa", "grounded_qa", "truthfulqa")
+        want_logits = task.suite in HALLUCINATION_SUITES
         with self.state.split_between_processes(list(range(len(chunks))), apply_padding=True) as mine:
             bar = tqdm(
                 mine, desc=label, leave=False, disable=self.args.no_progress or not self.state.is_local_main_process
@@ -264,21 +271,251 @@ def tune(runner: Runner, bank, tasks, decoders: list[str], previous: dict) -> di
     return {"settings": chosen, "log": log}
 
 
+def list_decoders() -> str:
+    """The decoders, their sources and tuning grids, as `--list-decoders` prints them.
+
+    Example:
+        >>> list_decoders().splitlines()[0].split()[:2]
+        ['decoder', 'source']
+    """
+    lines = [f"{'decoder':<20}{'source':<15}{'settings (first = default; tuning budget ' + str(TUNING_BUDGET) + ')'}"]
+    for name, spec in DECODERS.items():
+        lines.append(f"{name:<20}{spec.source:<15}{'; '.join(json.dumps(g) for g in spec.grid)}")
+        lines.append(f"{'':<20}{spec.description}")
+    return "\n".join(lines)
+
+
+def tune_and_write(args: argparse.Namespace, runner: Runner, bank, tuned_path: Path) -> dict:
+    """With `--tune`, tunes every chosen decoder on the dev split and writes the winners (with the dev scores
+    and this run's provenance) to `tuned_path`, keeping what an earlier run tuned; returns the settings to
+    run with (task tuned on -> decoder -> settings), read from `tuned_path` when it exists, else `{}`.
+
+    Args:
+        args (`argparse.Namespace`): the checked arguments (`tune`, `tasks`, `decoder_names`, ...).
+        runner ([`Runner`]): generates on every process.
+        bank ([`MetricBank`] or `None`): the metrics (main process only).
+        tuned_path (`Path`): the tuned settings file, read and (with `--tune`) written.
+    """
+    state = runner.state
+    previous = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
+    settings = previous.get("settings", {})
+    if not args.tune:
+        return settings
+    tuning = tune(runner, bank, args.tasks, args.decoder_names, settings)
+    if state.is_main_process:
+        log = previous.get("log", {})  # decoders tuned in an earlier run keep their entries
+        for task_name, entries in tuning["log"].items():
+            log.setdefault(task_name, {}).update(entries)
+        runs = previous.get("runs", [])
+        runs.append(
+            {
+                "decoders": args.decoder_names,
+                "limit": args.limit,
+                "seed": args.seed,
+                "max_new_tokens": args.max_new_tokens,
+                "model": args.model or "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "git_hash": _git_hash(),
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "versions": _versions(),
+            }
+        )
+        tuned_path.parent.mkdir(parents=True, exist_ok=True)
+        tuned_path.write_text(json.dumps({"settings": tuning["settings"], "log": log, "runs": runs}, indent=1))
+    state.wait_for_everyone()
+    return json.loads(tuned_path.read_text())["settings"]
+
+
+class Evaluation:
+    """What the test-split run produced, keyed by task (then decoder), as the results JSON keys it.
+
+    (A plain class, not a dataclass: `icp eval` loads this file with `importlib` without registering it in
+    `sys.modules`, where `dataclasses` would look its annotations up.)
+
+    Example:
+        >>> from bench.tasks import load_tasks
+        >>> ev = Evaluation()
+        >>> task = load_tasks()["nq_open"]
+        >>> ev.add(task, "greedy", [{"prompt_text": "Q?"}], [{"id": 0, "text": "A"}], {"accuracy": 1.0}, {}, {})
+        >>> ev.results, ev.n, ev.examples[0]["task"], ev.examples[0]["suite"]
+        ({'nq_open': {'greedy': {'accuracy': 1.0}}}, {'nq_open': 1}, 'nq_open', 'qa')
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, dict]] = {}
+        self.intervals: dict[str, dict[str, dict]] = {}
+        self.hyperparameters: dict[str, dict[str, dict]] = {}
+        self.n: dict[str, int] = {}
+        self.examples: list[dict] = []
+
+    def add(self, task, decoder: str, items: list[dict], rows: list[dict], values: dict, ci: dict, params) -> None:
+        """Records `decoder`'s scores on `task` (`values`, intervals `ci`, the settings `params`) and its rows.
+
+        Args:
+            task ([`Task`]): the task.
+            decoder (`str`): the decoder's name.
+            items (`list[dict]`): the task's examples, each with `prompt_text`.
+            rows (`list[dict]`): the generations, in the order of `items`.
+            values (`dict`): metric -> number.
+            ci (`dict`): metric -> [low, high].
+            params (`dict`): the settings the decoder ran with.
+        """
+        if len(rows) != len(items):
+            raise ValueError(
+                f"`rows` has {len(rows)} generations for {len(items)} `items` of task {task.name!r}: one per item."
+            )
+        self.n[task.name] = len(items)
+        self.results.setdefault(task.name, {})[decoder] = values
+        self.intervals.setdefault(task.name, {})[decoder] = ci
+        self.hyperparameters.setdefault(task.name, {})[decoder] = params
+        for item, row in zip(items, rows):
+            self.examples.append(
+                {"suite": task.suite, "task": task.name, "decoder": decoder, **row, "prompt": item["prompt_text"]}
+            )
+
+
+def evaluate(args: argparse.Namespace, runner: Runner, bank, settings: dict) -> Evaluation:
+    """Every chosen decoder on `args.split` of every task, scored (on the main process; the others return an
+    empty [`Evaluation`]).
+
+    Args:
+        args (`argparse.Namespace`): the checked arguments (`tasks`, `decoder_names`, `split`, ...).
+        runner ([`Runner`]): generates on every process.
+        bank ([`MetricBank`] or `None`): the metrics (main process only).
+        settings (`dict`): task tuned on -> decoder -> settings (a decoder without any runs its defaults).
+    """
+    from bench.scoring import score_task
+
+    state = runner.state
+    evaluation = Evaluation()
+    for task in args.tasks:
+        items = task.items(args.split, args.data_dir, args.limit)
+        for decoder in args.decoder_names:
+            params = settings.get(task.tuned_on, {}).get(decoder)
+            rows = runner.generate(task, items, decoder, params, f"{task.name}/{decoder}")
+            if not state.is_main_process:
+                continue
+            values, ci = score_task(task, rows, items, bank, n_bootstrap=args.bootstrap, seed=args.seed)
+            used = params if params is not None else get_decoder(decoder).grid[0]
+            evaluation.add(task, decoder, items, rows, values, ci, used)
+            state.print(
+                f"{task.name}/{decoder}: "
+                + ", ".join(
+                    f"{k}={v:.3f}"
+                    for k, v in values.items()
+                    if k in ("coherence", "rep_4", "loop_rate", "accuracy", "truthful_rate", "auroc_icp_F")
+                )
+            )
+    return evaluation
+
+
+def build_report(
+    args: argparse.Namespace,
+    evaluation: Evaluation,
+    *,
+    tuned: str | None = None,
+    processes: int = 1,
+    runtime_s: float | None = None,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """The results JSON, keyed by task (the layout is described in `bench.results`).
+
+    Args:
+        args (`argparse.Namespace`): the checked arguments; `args.tasks` lists the [`Task`]s run.
+        evaluation ([`Evaluation`]): the scores.
+        tuned (`str`, *optional*): the tuned settings file the run used, if any.
+        processes (`int`, *optional*, defaults to 1): the number of processes.
+        runtime_s (`float`, *optional*): the run's wall time.
+        argv (`list[str]`, *optional*): the command's arguments (default: `sys.argv[1:]`).
+
+    Example:
+        >>> from bench.tasks import load_tasks
+        >>> task = load_tasks()["nq_open"]
+        >>> args = build_parser().parse_args(["--suite", "qa", "--decoders", "greedy"])
+        >>> args.tasks, args.decoder_names = [task], ["greedy"]
+        >>> ev = Evaluation()
+        >>> ev.add(task, "greedy", [{"prompt_text": "Q?"}], [{"id": 0, "text": "A"}], {"accuracy": 1.0}, {}, {})
+        >>> report = build_report(args, ev, argv=[])
+        >>> report["results"]["nq_open"]["greedy"], report["versions"], report["group_subtasks"]
+        ({'accuracy': 1.0}, {'nq_open': 1}, {'qa': ['nq_open']})
+        >>> report["higher_is_better"]["nq_open"]["abstention_rate"], report["tasks"]["nq_open"]["n"]
+        (False, 1)
+    """
+    ran = [t for t in args.tasks if t.name in evaluation.results]
+    groups: dict[str, list[str]] = {}
+    for task in ran:
+        groups.setdefault(task.suite, []).append(task.name)
+    return {
+        "results": evaluation.results,
+        "intervals": evaluation.intervals,
+        "hyperparameters": evaluation.hyperparameters,
+        "higher_is_better": {t.name: t.higher_is_better() for t in ran},
+        "n": dict(evaluation.n),
+        "versions": {t.name: t.version for t in ran},
+        "tasks": {
+            t.name: {
+                "suite": t.suite,
+                "version": t.version,
+                "n": evaluation.n.get(t.name),
+                "max_new_tokens": t.max_new_tokens,
+                "tuned_on": t.tuned_on,
+            }
+            for t in ran
+        },
+        "group_subtasks": groups,
+        "seeds": [args.seed],
+        "config": {
+            "suite": args.suite,
+            "decoders": args.decoder_names,
+            "split": args.split,
+            "limit": args.limit,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "bootstrap": args.bootstrap,
+            "data_dir": args.data_dir,
+            "model": args.model or "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "tuned": tuned,
+            "processes": processes,
+        },
+        "packages": _versions(),
+        "git_hash": _git_hash(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "runtime_s": None if runtime_s is None else round(runtime_s, 1),
+        "command": " ".join(["python eval/run.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+
+
+def write_outputs(report: dict[str, Any], examples: list[dict], out: str | os.PathLike, plots: bool = True) -> str:
+    """Writes `out` (the results JSON), `<out>.examples.jsonl`, `<out>.md` and (unless `plots=False`) the
+    plots; returns the markdown.
+
+    Args:
+        report (`dict`): the results JSON ([`build_report`]).
+        examples (`list[dict]`): every generation, with `suite`, `task` and `decoder`.
+        out (`str` or `os.PathLike`): the results JSON's path; its folder is created.
+        plots (`bool`, *optional*, defaults to `True`): write the plots.
+    """
+    from bench.report import write_report
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    with open(out.with_suffix(".examples.jsonl"), "w") as handle:
+        for row in examples:
+            handle.write(json.dumps(row) + "\n")
+    return write_report(report, out, plots=plots, examples=examples)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_decoders:
-        print(f"{'decoder':<20}{'source':<15}{'settings (first = default; tuning budget ' + str(TUNING_BUDGET) + ')'}")
-        for name, spec in DECODERS.items():
-            print(f"{name:<20}{spec.source:<15}{'; '.join(json.dumps(g) for g in spec.grid)}")
-            print(f"{'':<20}{spec.description}")
+        print(list_decoders())
         return 0
     _check_args(parser, args)
 
     import torch
     from accelerate import PartialState
-    from bench.report import write_report
-    from bench.scoring import MetricBank, score_task
+    from bench.scoring import MetricBank
 
     from icp import load_default_model
 
@@ -293,110 +530,25 @@ def main(argv: list[str] | None = None) -> int:
     bank = MetricBank() if state.is_main_process else None
 
     tuned_path = Path(args.tuned)
-    settings: dict = {}
-    previous = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
-    settings = previous.get("settings", {})
-    if args.tune:
-        tuning = tune(runner, bank, args.tasks, args.decoder_names, settings)
-        if state.is_main_process:
-            settings = tuning["settings"]
-            log = previous.get("log", {})  # decoders tuned in an earlier run keep their entries
-            for task_name, entries in tuning["log"].items():
-                log.setdefault(task_name, {}).update(entries)
-            runs = previous.get("runs", [])
-            runs.append(
-                {
-                    "decoders": args.decoder_names,
-                    "limit": args.limit,
-                    "seed": args.seed,
-                    "max_new_tokens": args.max_new_tokens,
-                    "model": args.model or "HuggingFaceTB/SmolLM2-135M-Instruct",
-                    "git_hash": _git_hash(),
-                    "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "versions": _versions(),
-                }
-            )
-            tuned_path.parent.mkdir(parents=True, exist_ok=True)
-            tuned_path.write_text(json.dumps({"settings": settings, "log": log, "runs": runs}, indent=1))
-        state.wait_for_everyone()
-        settings = json.loads(tuned_path.read_text())["settings"]
-        if args.tune_only:
-            runner.observer.remove_hooks()
-            state.print(f"wrote {tuned_path}")
-            return 0
-
-    results, intervals, hyper, counts, examples = {}, {}, {}, {}, []
-    for task in args.tasks:
-        items = task.items(args.split, args.data_dir, args.limit)
-        counts[task.suite] = len(items)
-        for decoder in args.decoder_names:
-            params = settings.get(task.tuned_on, {}).get(decoder)
-            rows = runner.generate(task, items, decoder, params, f"{task.name}/{decoder}")
-            if not state.is_main_process:
-                continue
-            values, ci = score_task(task, rows, items, bank, n_bootstrap=args.bootstrap, seed=args.seed)
-            results.setdefault(task.suite, {})[decoder] = values
-            intervals.setdefault(task.suite, {})[decoder] = ci
-            hyper.setdefault(task.suite, {})[decoder] = params if params is not None else get_decoder(decoder).grid[0]
-            for item, row in zip(items, rows):
-                examples.append(
-                    {"suite": task.suite, "task": task.name, "decoder": decoder, **row, "prompt": item["prompt_text"]}
-                )
-            state.print(
-                f"{task.name}/{decoder}: "
-                + ", ".join(
-                    f"{k}={v:.3f}"
-                    for k, v in values.items()
-                    if k in ("coherence", "rep_4", "loop_rate", "accuracy", "truthful_rate", "auroc_icp_F")
-                )
-            )
+    settings = tune_and_write(args, runner, bank, tuned_path)
+    if args.tune_only:
+        runner.observer.remove_hooks()
+        state.print(f"wrote {tuned_path}")
+        return 0
+    evaluation = evaluate(args, runner, bank, settings)
     runner.observer.remove_hooks()
     if not state.is_main_process:
         return 0
-
-    report = {
-        "results": results,
-        "intervals": intervals,
-        "hyperparameters": hyper,
-        "n": counts,
-        "seeds": [args.seed],
-        "config": {
-            "suite": args.suite,
-            "decoders": args.decoder_names,
-            "split": args.split,
-            "limit": args.limit,
-            "max_new_tokens": args.max_new_tokens,
-            "batch_size": args.batch_size,
-            "bootstrap": args.bootstrap,
-            "data_dir": args.data_dir,
-            "model": args.model or "HuggingFaceTB/SmolLM2-135M-Instruct",
-            "tuned": str(tuned_path) if settings else None,
-            "processes": state.num_processes,
-            "tasks": {
-                t.name: {
-                    "suite": t.suite,
-                    "version": t.version,
-                    "max_new_tokens": t.max_new_tokens,
-                    "tuned_on": t.tuned_on,
-                }
-                for t in args.tasks
-            },
-        },
-        "versions": _versions(),
-        "git_hash": _git_hash(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "runtime_s": round(time.time() - started, 1),
-        "command": " ".join(["python eval/run.py", *(argv if argv is not None else sys.argv[1:])]),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    with open(out.with_suffix(".examples.jsonl"), "w") as handle:
-        for row in examples:
-            handle.write(json.dumps(row) + "\n")
-    markdown = write_report(report, out, plots=not args.no_plots, examples=examples)
-    print(markdown)
-    state.print(f"wrote {out} ({report['runtime_s']} s)")
+    report = build_report(
+        args,
+        evaluation,
+        tuned=str(tuned_path) if settings else None,
+        processes=state.num_processes,
+        runtime_s=time.time() - started,
+        argv=argv,
+    )
+    print(write_outputs(report, evaluation.examples, args.out, plots=not args.no_plots))
+    state.print(f"wrote {args.out} ({report['runtime_s']} s)")
     return 0
 
 

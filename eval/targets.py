@@ -1,15 +1,16 @@
 """Checks the "make control win" targets (issue 4) on suite results: met or not, with the numbers.
 
 Reads one results JSON of `eval/run.py` per seed (the first is the full run; later ones may hold only
-some decoders) and prints, per target, the numbers it rests on and MET / NOT MET:
+some decoders) and prints, per target and per task of the suites it names, the numbers it rests on and
+MET / NOT MET. Results are keyed by task (files in the earlier suite layout are upgraded on reading):
 
-1. Open-ended text (`loops`, and `instruct` for reference): ICP's coherence with the prompt is at
+1. Open-ended text (the tasks of `loops`, and of `instruct` for reference): ICP's coherence with the prompt is at
    least the best baseline's minus 0.01, and ICP's rep-4 and loop rate are at most half of those of
    every baseline whose coherence is at least that threshold (best - 0.01). With several seeds the
    check runs on each decoder's mean over the seeds it has, and the spread over seeds is printed.
-2. QA (`qa`, NQ-open): ICP's accuracy is at least greedy's minus 1 point, and with ICP's divergence
+2. QA (the tasks of `qa`, `knowledge`, `reading`, `grounded_qa`): ICP's accuracy is at least greedy's minus 1 point, and with ICP's divergence
    stop as abstention, its accuracy on answered questions is above greedy's.
-3. Detection (`qa`, `grounded_qa`, `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
+3. Detection (the tasks of those suites and `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
    U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob,
    sequence log-likelihood, mean log-likelihood).
 
@@ -27,39 +28,61 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench.results import load, tasks_of_suite, upgrade  # noqa: E402
+from bench.tasks import HALLUCINATION_SUITES, QA_SUITES  # noqa: E402
+
 PLAIN = ("mean_entropy", "max_prob", "seq_loglik", "mean_loglik")
 OPEN_ENDED = ("loops", "instruct")
-DETECTION = ("qa", "grounded_qa", "truthfulqa")
+DETECTION = HALLUCINATION_SUITES
 MARGIN, AUROC_GAIN, QA_SLACK = 0.01, 0.03, 0.01
 
 
 def _load(paths: list[str]) -> list[dict]:
     runs = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise SystemExit(f"targets.py: results file {path} does not exist.")
-        runs.append(json.loads(p.read_text()))
+        try:
+            runs.append(load(path))
+        except FileNotFoundError:
+            raise SystemExit(f"targets.py: results file {path} does not exist.") from None
+        except (ValueError, json.JSONDecodeError) as error:
+            raise SystemExit(f"targets.py: results file {path} cannot be read: {error}") from None
     return runs
 
 
-def seed_means(runs: list[dict], suite: str, metric: str) -> dict[str, tuple[float, float, int]]:
-    """Per decoder: mean over the runs that have it, half the min-max spread, and the number of seeds."""
+def seed_means(runs: list[dict], task: str, metric: str) -> dict[str, tuple[float, float, int]]:
+    """Per decoder: mean of `metric` on `task` over the runs that have it, half the min-max spread, and the
+    number of seeds.
+
+    Args:
+        runs (`list[dict]`): results dicts (either layout), one per seed.
+        task (`str`): the task, e.g. `"loops_webtext"`.
+        metric (`str`): the metric, e.g. `"coherence"`.
+
+    Example:
+        >>> tasks = {"t": {"suite": "loops"}}
+        >>> runs = [{"results": {"t": {"icp": {"coherence": c}}}, "tasks": tasks} for c in (0.4, 0.5)]
+        >>> seed_means(runs, "t", "coherence")["icp"]
+        (0.45, 0.04999999999999999, 2)
+    """
     values: dict[str, list[float]] = {}
-    for run in runs:
-        for decoder, metrics in run.get("results", {}).get(suite, {}).items():
+    for run in map(upgrade, runs):
+        for decoder, metrics in run.get("results", {}).get(task, {}).items():
             value = metrics.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 values.setdefault(decoder, []).append(float(value))
     return {d: (statistics.fmean(v), (max(v) - min(v)) / 2, len(v)) for d, v in values.items()}
 
 
-def check_open_ended(runs: list[dict], suite: str) -> bool | None:
-    coherence = seed_means(runs, suite, "coherence")
+def check_open_ended(runs: list[dict], task: str) -> bool | None:
+    """Target 1 on `task` (an open-ended task, e.g. `"loops_webtext"`), over the seeds of `runs`; `None` when
+    no run has ICP on it."""
+    coherence = seed_means(runs, task, "coherence")
     if "icp" not in coherence:
-        print(f"[{suite}] no ICP results")
+        print(f"[{task}] no ICP results")
         return None
-    rep4, loops = seed_means(runs, suite, "rep_4"), seed_means(runs, suite, "loop_rate")
+    rep4, loops = seed_means(runs, task, "rep_4"), seed_means(runs, task, "loop_rate")
     # Other ICP rows (e.g. `icp@5e4efc5` from eval/merge_results.py) are earlier ICPs, not baselines.
     baselines = {d: v for d, v in coherence.items() if not d.startswith("icp")}
     best_name = max(baselines, key=lambda d: baselines[d][0])
@@ -67,7 +90,7 @@ def check_open_ended(runs: list[dict], suite: str) -> bool | None:
     threshold = best - MARGIN
     icp_c = coherence["icp"][0]
     peers = sorted((d for d, v in baselines.items() if v[0] >= threshold), key=lambda d: -baselines[d][0])
-    print(f"[{suite}] decoder: coherence (± half the seed range, seeds) | rep-4 % | loop rate")
+    print(f"[{task}] decoder: coherence (± half the seed range, seeds) | rep-4 % | loop rate")
     for d in ["icp", *peers]:
         c, spread, n = coherence[d]
         print(f"  {d:<20} {c:.3f} (± {spread:.3f}, {n}) | {rep4[d][0]:.3f} | {loops[d][0]:.3f}")
@@ -82,10 +105,11 @@ def check_open_ended(runs: list[dict], suite: str) -> bool | None:
     return coherent and rep_ok and loop_ok
 
 
-def check_qa(run: dict) -> bool | None:
-    qa = run.get("results", {}).get("qa", {})
+def check_qa(run: dict, task: str) -> bool | None:
+    """Target 2 on `task` (a task of a QA suite, e.g. `"knowledge_countries"`); `None` without ICP and greedy."""
+    qa = upgrade(run).get("results", {}).get(task, {})
     if "icp" not in qa or "greedy" not in qa:
-        print("[qa] needs ICP and greedy results")
+        print(f"[{task}] needs ICP and greedy results")
         return None
     icp, greedy = qa["icp"], qa["greedy"]
     accurate = icp["accuracy"] >= greedy["accuracy"] - QA_SLACK
@@ -94,7 +118,7 @@ def check_qa(run: dict) -> bool | None:
     better = answered > greedy_answered
     n = icp.get("n", "?")
     print(
-        f"[qa] n = {n}: ICP accuracy {icp['accuracy']:.3f} vs greedy {greedy['accuracy']:.3f} (- {QA_SLACK}): "
+        f"[{task}] n = {n}: ICP accuracy {icp['accuracy']:.3f} vs greedy {greedy['accuracy']:.3f} (- {QA_SLACK}): "
         f"{_verdict(accurate)}; ICP answered accuracy {answered:.3f} (abstained {icp.get('abstention_rate', 0):.3f}) "
         f"vs greedy's {greedy_answered:.3f}: {_verdict(better)}"
     )
@@ -102,9 +126,11 @@ def check_qa(run: dict) -> bool | None:
 
 
 def check_detection(run: dict) -> bool | None:
+    """Target 3 on every task of the `DETECTION` suites that has ICP results; `None` when none has."""
+    run = upgrade(run)
     verdicts = []
-    for suite in DETECTION:
-        icp = run.get("results", {}).get(suite, {}).get("icp")
+    for task in [t for suite in DETECTION for t in tasks_of_suite(run, suite)]:
+        icp = run["results"][task].get("icp")
         if icp is None:
             continue
         ours = max(icp.get("auroc_icp_F", math.nan), icp.get("auroc_icp_U", math.nan))
@@ -113,7 +139,7 @@ def check_detection(run: dict) -> bool | None:
         ok = ours >= plain[best_plain] + AUROC_GAIN
         verdicts.append(ok)
         print(
-            f"[{suite}] on ICP's answers: AUROC F {icp.get('auroc_icp_F', math.nan):.3f}, U "
+            f"[{task}] on ICP's answers: AUROC F {icp.get('auroc_icp_F', math.nan):.3f}, U "
             f"{icp.get('auroc_icp_U', math.nan):.3f}; best plain {best_plain} {plain[best_plain]:.3f} (+{AUROC_GAIN}): "
             f"{_verdict(ok)}"
         )
@@ -131,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = _load(args.results)
     seeds = [run.get("seeds") for run in runs]
     print(f"{len(runs)} run(s), seeds {seeds}, git {[run.get('git_hash', '?')[:10] for run in runs]}")
-    summary = {suite: check_open_ended(runs, suite) for suite in OPEN_ENDED}
-    summary["qa"] = check_qa(runs[0])
+    open_ended = [t for suite in OPEN_ENDED for run in runs for t in tasks_of_suite(run, suite)]
+    summary = {task: check_open_ended(runs, task) for task in dict.fromkeys(open_ended)}
+    for task in [t for suite in QA_SUITES for t in tasks_of_suite(runs[0], suite)]:
+        summary[task] = check_qa(runs[0], task)
     summary["detection"] = check_detection(runs[0])
     print("summary: " + ", ".join(f"{k} {_verdict(v)}" for k, v in summary.items()))
     return 0

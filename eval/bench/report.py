@@ -1,9 +1,16 @@
 """The suite's report: markdown tables (value and 95 % interval) and plots, from a results dict.
 
+One table per task, grouped by suite, from a results dict in the task layout (`bench.results`); a file
+in the earlier suite layout is upgraded first.
+
 Example:
-    >>> report = {"results": {"qa": {"greedy": {"n": 2.0, "accuracy": 0.5}}}, "intervals": {"qa": {"greedy": {}}},
-    ...           "n": {"qa": 2}, "hyperparameters": {"qa": {"greedy": {}}}}
-    >>> print(markdown_tables(report).splitlines()[2])
+    >>> report = {"results": {"nq_open": {"greedy": {"n": 2.0, "accuracy": 0.5}}},
+    ...           "intervals": {"nq_open": {"greedy": {}}}, "n": {"nq_open": 2},
+    ...           "hyperparameters": {"nq_open": {"greedy": {}}}, "tasks": {"nq_open": {"suite": "qa"}},
+    ...           "higher_is_better": {"nq_open": {"accuracy": True}}}
+    >>> print("\\n".join(markdown_tables(report).splitlines()[:3]))
+    ### qa: nq_open (n = 2)
+    <BLANKLINE>
     | decoder | settings | accuracy ↑ |
 """
 
@@ -13,9 +20,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .results import direction, suites, upgrade
+from .tasks import HALLUCINATION_SUITES
+
 __all__ = ["COLUMNS", "markdown_tables", "write_report"]
 
-#: Columns of each suite's table: (metric, higher is better).
+#: Columns of each suite's table: (metric, higher is better where the results do not say). A suite not
+#: listed gets the metrics of its tasks' `higher_is_better` that its decoders have.
 _TEXT_COLUMNS = [
     ("coherence", True),
     ("rep_2", False),
@@ -41,6 +52,8 @@ COLUMNS: dict[str, list[tuple[str, bool]]] = {
     "loops": _TEXT_COLUMNS,
     "instruct": _TEXT_COLUMNS,
     "qa": _QA_COLUMNS,
+    "knowledge": _QA_COLUMNS,
+    "reading": _QA_COLUMNS,
     "grounded_qa": _QA_COLUMNS,
     "truthfulqa": [("truthful_rate", True), ("truthful_diff", True), *_DETECTION_COLUMNS],
 }
@@ -62,39 +75,61 @@ def _settings(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
+def _columns(report: dict[str, Any], suite: str, task: str) -> list[tuple[str, bool]]:
+    """The columns of `task`'s table: its suite's (else its `higher_is_better` metrics) that some decoder has,
+    each with its direction from the results (else the suite's default)."""
+    decoders = report["results"][task]
+    listed = COLUMNS.get(suite) or [(m, bool(up)) for m, up in report.get("higher_is_better", {}).get(task, {}).items()]
+    columns = []
+    for name, up in listed:
+        if any(name in values for values in decoders.values()):
+            said = direction(report, task, name)
+            columns.append((name, up if said is None else said))
+    return columns
+
+
 def markdown_tables(report: dict[str, Any]) -> str:
-    """One markdown table per suite: decoders as rows, the suite's metrics as columns (↑ higher is better)."""
+    """One markdown table per task, grouped by suite: decoders as rows, the task's metrics as columns (↑ higher
+    is better, ↓ lower).
+
+    Args:
+        report (`dict`): a results dict of `eval/run.py`, either layout.
+    """
+    report = upgrade(report)
     lines = []
-    for suite, decoders in report["results"].items():
-        columns = [c for c in COLUMNS.get(suite, []) if any(c[0] in v for v in decoders.values())]
-        lines.append(f"### {suite} (n = {report['n'].get(suite, '?')})")
-        lines.append("")
-        lines.append(
-            "| decoder | settings | " + " | ".join(f"{name} {'↑' if up else '↓'}" for name, up in columns) + " |"
-        )
-        lines.append("|---|---|" + "---|" * len(columns))
-        for decoder, values in decoders.items():
-            ci = report.get("intervals", {}).get(suite, {}).get(decoder, {})
-            params = report.get("hyperparameters", {}).get(suite, {}).get(decoder)
-            cells = [_cell(values.get(name), ci.get(name)) for name, _ in columns]
-            lines.append(f"| {decoder} | {_settings(params)} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for suite, tasks in suites(report).items():
+        for task in tasks:
+            decoders = report["results"][task]
+            columns = _columns(report, suite, task)
+            lines.append(f"### {suite}: {task} (n = {report.get('n', {}).get(task, '?')})")
+            lines.append("")
+            lines.append(
+                "| decoder | settings | " + " | ".join(f"{name} {'↑' if up else '↓'}" for name, up in columns) + " |"
+            )
+            lines.append("|---|---|" + "---|" * len(columns))
+            for decoder, values in decoders.items():
+                ci = (report.get("intervals", {}).get(task, {}) or {}).get(decoder) or {}
+                params = report.get("hyperparameters", {}).get(task, {}).get(decoder)
+                cells = [_cell(values.get(name), ci.get(name)) for name, _ in columns]
+                lines.append(f"| {decoder} | {_settings(params)} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
 def _plot_loops(report: dict[str, Any], path: Path) -> Path | None:
-    suites = [s for s in ("loops", "instruct") if s in report["results"]]
-    if not suites:
+    grouped = suites(report)
+    tasks = [(s, t) for s in ("loops", "instruct") for t in grouped.get(s, [])]
+    if not tasks:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(suites), figsize=(6.5 * len(suites), 5), squeeze=False)
-    for ax, suite in zip(axes[0], suites):
-        for decoder, values in report["results"][suite].items():
-            ci = report.get("intervals", {}).get(suite, {}).get(decoder, {})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5), squeeze=False)
+    for ax, (suite, task) in zip(axes[0], tasks):
+        for decoder, values in report["results"][task].items():
+            ci = (report.get("intervals", {}).get(task, {}) or {}).get(decoder) or {}
             x, y = values.get("loop_rate", float("nan")), values.get("coherence", float("nan"))
             xerr = [[x - ci["loop_rate"][0]], [ci["loop_rate"][1] - x]] if "loop_rate" in ci else None
             yerr = [[y - ci["coherence"][0]], [ci["coherence"][1] - y]] if "coherence" in ci else None
@@ -103,7 +138,7 @@ def _plot_loops(report: dict[str, Any], path: Path) -> Path | None:
             ax.annotate(decoder, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xlabel("loop rate (share of generations ending in a cycle) ↓")
         ax.set_ylabel("coherence with the prompt (MiniLM cosine) ↑")
-        ax.set_title(f"{suite}: n = {report['n'].get(suite, '?')}, 95 % bootstrap intervals")
+        ax.set_title(f"{suite}: {task}, n = {report.get('n', {}).get(task, '?')}, 95 % bootstrap intervals")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -112,11 +147,15 @@ def _plot_loops(report: dict[str, Any], path: Path) -> Path | None:
 
 
 def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path | None:
-    """Risk–coverage curves of each signal on `decoder`'s answers, one panel per hallucination suite."""
-    suites = [
-        s for s in ("qa", "grounded_qa", "truthfulqa") if any(e.get("suite") == s and "correct" in e for e in examples)
-    ]
-    if not suites:
+    """Risk–coverage curves of each signal on `decoder`'s answers, one panel per task of a hallucination suite."""
+    panels = list(
+        dict.fromkeys(
+            (e.get("suite"), e.get("task"))
+            for e in examples
+            if e.get("suite") in HALLUCINATION_SUITES and "correct" in e
+        )
+    )
+    if not panels:
         return None
     if not any(e["decoder"] == decoder for e in examples):
         decoder = examples[0]["decoder"]
@@ -128,9 +167,13 @@ def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path |
 
     from .scoring import SIGNALS, uncertainties
 
-    fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.8), squeeze=False)
-    for ax, suite in zip(axes[0], suites):
-        rows = [e for e in examples if e.get("suite") == suite and e["decoder"] == decoder and "correct" in e]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    for ax, (suite, task) in zip(axes[0], panels):
+        rows = [
+            e
+            for e in examples
+            if e.get("suite") == suite and e.get("task") == task and e["decoder"] == decoder and "correct" in e
+        ]
         wrong = np.array([0.0 if r["correct"] else 1.0 for r in rows])
         steps = np.arange(1, len(rows) + 1)
         for name in SIGNALS:
@@ -149,7 +192,7 @@ def _plot_risk(examples: list[dict], path: Path, decoder: str = "icp") -> Path |
             ax.axhline(wrong.mean(), color="grey", ls=":", label="no rejection")
         ax.set_xlabel("coverage (share of questions answered)")
         ax.set_ylabel("risk (error rate among answered) ↓")
-        ax.set_title(f"{suite}, {decoder}: risk–coverage by signal (n = {len(rows)})")
+        ax.set_title(f"{suite}: {task}, {decoder}: risk–coverage by signal (n = {len(rows)})")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -164,7 +207,16 @@ def _short_hash(value: Any) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path, plots: bool = True, examples: list[dict] | None = None) -> str:
-    """Writes `<out>.md` (and the plots unless `plots=False`) and returns the markdown."""
+    """Writes `<out>.md` (and the plots unless `plots=False`) and returns the markdown.
+
+    Args:
+        report (`dict`): a results dict of `eval/run.py`, either layout (an old one is upgraded).
+        out (`Path`): the results JSON's path; the markdown and plots go beside it.
+        plots (`bool`, *optional*, defaults to `True`): write `<out>.loops.png` and `<out>.risk.png`.
+        examples (`list[dict]`, *optional*): the generations (with `suite`, `task`, `decoder`), for the
+            risk–coverage plot.
+    """
+    report = upgrade(report)
     out = Path(out)
     markdown = markdown_tables(report)
     header = (

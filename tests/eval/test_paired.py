@@ -65,3 +65,5 @@ def test_rows_are_paired_by_id_on_the_task_only():
     assert [r["text"] for r in a] == ["a1"] and [r["text"] for r in b] == ["b1"]
     with pytest.raises(ValueError, match="'dry' has no rows on task 't'.*icp"):
         paired.aligned_rows(rows, "t", "icp", "dry")
+    with pytest.raises(ValueError, match=r"`--task` \(='loops_webtext'\) has no rows; tasks there: \['other', 't'\]"):
+        paired.aligned_rows(rows, "loops_webtext", "icp", "min_p")

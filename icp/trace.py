@@ -2,13 +2,22 @@
 
 [`TraceBuffers`] lives on the logits' device and is written with plain indexed stores (no host
 sync). [`Trace`] is the finalised, host-side (NumPy) view a user reads: `summary()`, `to_dict()`,
-`to_pandas()`, `plot(path)`.
+`to_pandas()`, `plot(path)`, and the exports `save(path)` (`.npz`, what `Trace.load` and `icp trace`
+read), `to_json()`, `to_csv()` and `to_parquet(path)`.
+
+Files carry a format version ([`TRACE_FORMAT_VERSION`]): a reader accepts its own version and older
+ones, and refuses a newer one with an error that says to upgrade icp. `.npz` files written before the
+field existed are version 1.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +25,22 @@ import torch
 
 from .regimes import REGIMES, STOPPED
 
-__all__ = ["TraceBuffers", "Trace", "RowSummary", "TraceSummary", "STOP_REASONS", "FLOAT_SIGNALS"]
+__all__ = [
+    "TraceBuffers",
+    "Trace",
+    "RowSummary",
+    "TraceSummary",
+    "STOP_REASONS",
+    "FLOAT_SIGNALS",
+    "TRACE_FORMAT_VERSION",
+]
+
+#: Version of the trace file layouts (`.npz` of [`Trace.save`], JSON of [`Trace.to_json`]). Raise it
+#: when a reader of the current version would misread the new layout; [`Trace.load`] and
+#: [`Trace.from_json`] read every version up to this one. `.npz` files without the field are version 1.
+TRACE_FORMAT_VERSION = 1
+#: The `format` field of [`Trace.to_json`]'s document.
+_JSON_FORMAT = "icp.trace"
 
 #: Float signals recorded per row and step (NaN after the row stopped).
 FLOAT_SIGNALS: tuple[str, ...] = (
@@ -216,6 +240,89 @@ def _nanmean(x: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
+def _float_text(value: Any) -> str:
+    """Shortest decimal that reads back to the same value at the value's own precision (float32 stays
+    short: `0.3`, not `0.30000001192092896`); "nan", "inf" or "-inf" when not finite."""
+    if isinstance(value, np.floating):
+        return str(value)  # NumPy prints the shortest round-tripping repr of its precision
+    return repr(float(value))
+
+
+def _json_float(value: Any) -> float | str | None:
+    """A float for strict JSON: NaN becomes `null`, +/-infinity the strings "Infinity"/"-Infinity"."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float(_float_text(value))
+
+
+def _from_json_float(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        if value not in ("Infinity", "-Infinity"):
+            raise ValueError(f"a float signal holds the string {value!r}; only 'Infinity' and '-Infinity' are allowed.")
+        return math.inf if value == "Infinity" else -math.inf
+    return float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` (metadata) with every non-finite float made strict-JSON (see [`_json_float`]), tuples as
+    lists and anything JSON cannot hold as its `str`."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _json_float(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    return str(value)
+
+
+def _flatten(metadata: dict[str, Any], prefix: str = "meta.") -> dict[str, Any]:
+    """Nested metadata as dotted columns (`meta.config.target_entropy`); lists as JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, prefix=f"{name}."))
+        elif isinstance(value, (dict, list, tuple)):
+            out[name] = json.dumps(_json_safe(value), allow_nan=False)
+        else:
+            out[name] = _json_safe(value)
+    return out
+
+
+def _check_version(version: Any, source: str) -> int:
+    if isinstance(version, np.ndarray):
+        version = version.item()
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ValueError(f"{source} has an invalid trace format version {version!r}; it has to be an integer >= 1.")
+    if version > TRACE_FORMAT_VERSION:
+        from . import __version__
+
+        raise ValueError(
+            f"{source} is a trace of format version {int(version)}, written by a newer icp; this icp ({__version__}) "
+            f"reads versions up to {TRACE_FORMAT_VERSION}. Upgrade icp (pip install -U icp) to read it."
+        )
+    return int(version)
+
+
+def _write_text(text: str, path: str | Path | None) -> str:
+    if path is None:
+        return text
+    Path(path).write_text(text, encoding="utf-8")
+    return str(path)
+
+
 class Trace:
     """A finished (or paused) generation's trace on the host: NumPy arrays shaped (batch, steps).
 
@@ -356,19 +463,28 @@ class Trace:
             )
         return TraceSummary(out)
 
-    def save(self, path: str) -> str:
-        """Writes the trace to `path` as a NumPy `.npz` archive (arrays, stop reasons, metadata as
-        JSON); [`Trace.load`] reads it back. Returns `path`.
+    def save(self, path: str | Path) -> str:
+        """Writes the trace to `path` as a NumPy `.npz` archive; [`Trace.load`] reads it back. Returns `path`.
+
+        The archive holds `format_version` ([`TRACE_FORMAT_VERSION`]), `stop_reason` and `stop_step`
+        (one code / step per row), `metadata` (JSON text) and one `signal__<name>` array per signal.
 
         Args:
-            path (`str`): file to write (conventionally `*.npz`).
-        """
-        import json
+            path (`str` or `Path`): file to write (conventionally `*.npz`).
 
+        Example:
+            >>> import numpy as np, tempfile, os
+            >>> from icp.trace import Trace
+            >>> t = Trace({"entropy": np.ones((1, 2))}, np.array([0]), np.array([-1]))
+            >>> path = t.save(os.path.join(tempfile.mkdtemp(), "t.npz"))
+            >>> int(np.load(path)["format_version"])
+            1
+        """
         arrays = {f"signal__{name}": value for name, value in self.arrays.items()}
         with open(path, "wb") as f:
             np.savez_compressed(
                 f,
+                format_version=np.array(TRACE_FORMAT_VERSION),
                 stop_reason=self.stop_reason_codes,
                 stop_step=self.stop_step,
                 metadata=np.array(json.dumps(self.metadata, default=str)),
@@ -377,11 +493,15 @@ class Trace:
         return str(path)
 
     @classmethod
-    def load(cls, path: str) -> Trace:
-        """Reads a trace written by [`Trace.save`].
+    def load(cls, path: str | Path) -> Trace:
+        """Reads a trace written by [`Trace.save`], of this icp's format version or an older one.
+
+        Args:
+            path (`str` or `Path`): the `.npz` file.
 
         Raises:
-            ValueError: if the file is not a trace archive (the message names the path and what is missing).
+            ValueError: if the file is not a trace archive (the message names the path and what is
+                missing), or was written in a newer format version than this icp reads.
 
         Example:
             >>> import numpy as np, tempfile, os
@@ -391,14 +511,241 @@ class Trace:
             >>> Trace.load(path).stop_reasons, Trace.load(path).metadata["note"]
             (['eos'], 'x')
         """
-        import json
-
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("stop_reason", "stop_step", "metadata") if k not in archive.files]
             if missing:
                 raise ValueError(f"`path` (={str(path)!r}) is not an ICP trace archive: it lacks {missing}.")
+            # Files written before the field existed are version 1 (the same layout, without the field).
+            version = archive["format_version"] if "format_version" in archive.files else 1
+            _check_version(version, f"`path` (={str(path)!r})")
             arrays = {k[len("signal__") :]: archive[k] for k in archive.files if k.startswith("signal__")}
             return cls(arrays, archive["stop_reason"], archive["stop_step"], json.loads(str(archive["metadata"])))
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
+        """The whole trace as one strict JSON document (what [`Trace.from_json`] reads back).
+
+        The document (an object):
+
+        - `format`: `"icp.trace"`; `format_version`: [`TRACE_FORMAT_VERSION`].
+        - `batch_size`, `steps`: the arrays' shape.
+        - `stop_reason` (names, e.g. `"loop"`) and `stop_step` (-1 when the row did not stop): one per row.
+        - `regimes`: the names of the regime codes (`signals.regime` holds codes, -1 after a row stopped).
+        - `signals`: name to a list of `batch_size` lists of `steps` values; `dtypes`: name to its NumPy
+          dtype (`"float32"`, `"int8"`, `"int64"`), so that the arrays come back as they were.
+        - `metadata`: the trace's metadata (config, generation context, ...).
+
+        NaN and infinity are not JSON, so they are written explicitly: NaN (a step after the row
+        stopped, or a signal that is undefined there) as `null`, +/-infinity as the strings
+        `"Infinity"` / `"-Infinity"`; the same holds inside `metadata`, whose values JSON cannot hold
+        otherwise are written as their `str`. Floats are written with the shortest decimal that reads
+        back to the same float32, so a round trip is exact.
+
+        Args:
+            path (`str` or `Path`, *optional*): write the document there (UTF-8) instead of returning it.
+            indent (`int`, *optional*): indentation of the JSON (default: one line).
+
+        Returns:
+            `str`: the JSON document, or `path` when one was given.
+
+        Example:
+            >>> import json
+            >>> import numpy as np
+            >>> from icp.trace import Trace
+            >>> t = Trace({"entropy": np.array([[0.5, np.nan]], dtype=np.float32)}, np.array([1]), np.array([0]))
+            >>> doc = json.loads(t.to_json())
+            >>> doc["signals"]["entropy"], doc["stop_reason"], doc["format_version"]
+            ([[0.5, None]], ['eos'], 1)
+            >>> Trace.from_json(t.to_json()).stop_reasons
+            ['eos']
+        """
+        signals: dict[str, list] = {}
+        for name, arr in self.arrays.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind == "f":
+                # iterating a NumPy row yields NumPy scalars, written at their own precision
+                signals[name] = [[_json_float(v) for v in row] for row in arr]
+            else:
+                signals[name] = arr.tolist()
+        doc = {
+            "format": _JSON_FORMAT,
+            "format_version": TRACE_FORMAT_VERSION,
+            "batch_size": self.batch_size,
+            "steps": self.steps if self.arrays else 0,
+            "stop_reason": self.stop_reasons,
+            "stop_step": [int(s) for s in self.stop_step],
+            "regimes": list(REGIMES),
+            "signals": signals,
+            "dtypes": {name: np.asarray(arr).dtype.name for name, arr in self.arrays.items()},
+            "metadata": _json_safe(self.metadata),
+        }
+        return _write_text(json.dumps(doc, indent=indent, allow_nan=False) + "\n", path)
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        """Reads a document written by [`Trace.to_json`] (this format version or an older one).
+
+        Args:
+            text (`str`): the JSON document (for a file: `Trace.from_json(Path(p).read_text())`).
+
+        Raises:
+            ValueError: if `text` is not an ICP trace document, or is of a newer format version.
+
+        Example:
+            >>> import numpy as np
+            >>> from icp.trace import Trace
+            >>> t = Trace({"entropy": np.array([[np.inf, np.nan]], dtype=np.float32)}, np.array([0]), np.array([-1]))
+            >>> back = Trace.from_json(t.to_json())
+            >>> back["entropy"], back["entropy"].dtype
+            (array([[inf, nan]], dtype=float32), dtype('float32'))
+        """
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"`text` is not JSON: {err}") from err
+        if not isinstance(doc, dict) or doc.get("format") != _JSON_FORMAT:
+            raise ValueError(f"`text` is not an ICP trace document: it lacks `\"format\": \"{_JSON_FORMAT}\"`.")
+        _check_version(doc.get("format_version"), "`text`")
+        missing = [k for k in ("stop_reason", "stop_step", "signals") if k not in doc]
+        if missing:
+            raise ValueError(f"`text` is not a complete ICP trace document: it lacks {missing}.")
+        unknown = sorted(set(doc["stop_reason"]) - set(STOP_REASONS))
+        if unknown:
+            raise ValueError(f"`text` has unknown stop reasons {unknown}; allowed are {list(STOP_REASONS)}.")
+        dtypes = doc.get("dtypes", {})
+        arrays = {}
+        for name, values in doc["signals"].items():
+            dtype = np.dtype(dtypes.get(name, "float32" if name in _FLOAT_INDEX else "int64"))
+            if dtype.kind == "f":
+                values = [[_from_json_float(v) for v in row] for row in values]
+            arrays[name] = np.array(values, dtype=dtype).reshape(len(values), -1 if values else 0)
+        reasons = np.array([STOP_REASONS.index(r) for r in doc["stop_reason"]], dtype=np.int64)
+        return cls(arrays, reasons, np.array(doc["stop_step"], dtype=np.int64), doc.get("metadata") or {})
+
+    def _long_table(self) -> dict[str, list]:
+        """The long table of [`Trace.to_csv`] / [`Trace.to_parquet`]: column name to one value per line."""
+        if "regime" in self.arrays:
+            decoded = self.arrays["regime"] != STOPPED
+        elif "token" in self.arrays:
+            decoded = self.arrays["token"] != TOKEN_SENTINEL
+        else:
+            decoded = np.ones((self.batch_size, self.steps if self.arrays else 0), dtype=bool)
+        rows, steps = np.nonzero(decoded)
+        reasons = self.stop_reasons
+        table: dict[str, list] = {
+            "row": rows.tolist(),
+            "step": steps.tolist(),
+            "stop_reason": [reasons[r] for r in rows],
+            "stop_step": self.stop_step[rows].tolist(),
+        }
+        if "token" in self.arrays:
+            table["token"] = self.arrays["token"][rows, steps].tolist()
+        if "regime" in self.arrays:
+            table["regime"] = [REGIMES[c] for c in self.arrays["regime"][rows, steps]]
+        known = [n for n in FLOAT_SIGNALS if n in self.arrays]
+        others = sorted(n for n in self.arrays if n not in _FLOAT_INDEX and n not in ("token", "regime"))
+        for name in known + others:
+            table[name] = list(self.arrays[name][rows, steps])  # NumPy scalars: their own precision
+        for name, value in _flatten(self.metadata).items():
+            table[name] = [value] * len(rows)
+        return table
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The trace as CSV: a header, then one line per (row, step) the row decoded.
+
+        Columns, in order: `row`, `step`, `stop_reason` and `stop_step` (the row's, repeated on each of
+        its lines), `token`, `regime` (its name), the float signals in [`FLOAT_SIGNALS`] order, any
+        other array of the trace, then the metadata flattened into `meta.<dotted key>` columns
+        (`meta.config.target_entropy`, `meta.generation_context.function`, ...), the same on every line;
+        list values there are JSON text. Steps after a row stopped (all NaN / -1) are left out.
+
+        NaN is an empty field (what `pandas.read_csv` and spreadsheets read as missing), infinity
+        `inf` / `-inf`, `None` in the metadata an empty field, booleans `true` / `false`. Floats are
+        written with the shortest decimal that reads back to the same float32.
+
+        Args:
+            path (`str` or `Path`, *optional*): write the CSV there (UTF-8) instead of returning it.
+
+        Returns:
+            `str`: the CSV text, or `path` when one was given.
+
+        Example:
+            >>> import numpy as np
+            >>> from icp.trace import Trace
+            >>> arrays = {
+            ...     "entropy": np.array([[0.5, np.nan]], dtype=np.float32),
+            ...     "regime": np.array([[1, -1]], dtype=np.int8),
+            ... }
+            >>> t = Trace(arrays, np.array([1]), np.array([0]), {"model": "tiny"})
+            >>> print(t.to_csv(), end="")
+            row,step,stop_reason,stop_step,regime,entropy,meta.model
+            0,0,eos,0,reasoning,0.5,tiny
+        """
+        table = self._long_table()
+
+        def cell(value: Any) -> str:
+            if value is None:
+                return ""
+            if isinstance(value, (bool, np.bool_)):
+                return "true" if value else "false"
+            if isinstance(value, (float, np.floating)):
+                return "" if math.isnan(value) else _float_text(value)
+            return str(value)
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table)
+        columns = list(table.values())
+        for i in range(len(columns[0])):
+            writer.writerow([cell(column[i]) for column in columns])
+        return _write_text(buffer.getvalue(), path)
+
+    def to_parquet(self, path: str | Path) -> str:
+        """Writes the table of [`Trace.to_csv`] as Parquet (needs pandas and pyarrow: `icp[pandas]`).
+
+        Same lines and columns as the CSV, with native types: float signals float32 (NaN stays NaN),
+        `token` and `row`/`step` integers, `regime` and `stop_reason` strings, metadata columns as
+        their JSON types (`None` a null). The whole metadata is also kept, as JSON text, in the file's
+        key-value metadata under `icp.trace` (with the format version).
+
+        Args:
+            path (`str` or `Path`): the Parquet file to write.
+
+        Returns:
+            `str`: `path`.
+
+        Raises:
+            ImportError: when pandas or pyarrow is missing (the message says what to install).
+
+        Example:
+            >>> import numpy as np, os, tempfile
+            >>> from icp.trace import Trace
+            >>> t = Trace({"entropy": np.array([[0.5, 1.0]], dtype=np.float32)}, np.array([0]), np.array([-1]))
+            >>> path = t.to_parquet(os.path.join(tempfile.mkdtemp(), "t.parquet"))  # doctest: +SKIP
+            >>> import pandas as pd; pd.read_parquet(path)["entropy"].tolist()  # doctest: +SKIP
+            [0.5, 1.0]
+        """
+        from .optional import require
+
+        pd = require("pandas", "pandas", "Trace.to_parquet (icp trace --format parquet)")
+        pa = require("pyarrow", "pandas", "Trace.to_parquet (icp trace --format parquet)")
+        pq = require("pyarrow.parquet", "pandas", "Trace.to_parquet (icp trace --format parquet)")
+        table = self._long_table()
+        frame = {}
+        for name, values in table.items():
+            if name in self.arrays and name not in ("regime",):
+                frame[name] = np.array(values, dtype=self.arrays[name].dtype)
+            else:
+                frame[name] = values
+        arrow = pa.Table.from_pandas(pd.DataFrame(frame), preserve_index=False)
+        extra = {
+            b"icp.trace": json.dumps(
+                {"format": _JSON_FORMAT, "format_version": TRACE_FORMAT_VERSION, "metadata": _json_safe(self.metadata)},
+                allow_nan=False,
+            ).encode()
+        }
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
+        pq.write_table(arrow, str(path))
+        return str(path)
 
     def plot(self, path: str, max_rows: int = 8) -> str:
         """Writes a PNG: the phase portrait (H against C, coloured by regime) and time series, for up to

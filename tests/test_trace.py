@@ -113,3 +113,195 @@ def test_icp_select_returns_one_sequence_per_prompt():
     assert f[best[0]] == f[:3].min() and f[best[1]] == f[3:].min()
     with pytest.raises(ValueError, match="latest generation"):
         icp.select(out[:4], 2)
+
+
+# -- exports and the file format ---------------------------------------------------------------------
+
+
+def _assert_same_trace(a, b):
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        assert b[name].dtype == a[name].dtype, name
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)  # NaN equals NaN here
+    assert b.stop_reasons == a.stop_reasons
+    np.testing.assert_array_equal(b.stop_step, a.stop_step)
+
+
+def test_to_json_round_trips_every_signal_stop_reason_and_metadata(looped_trace, tmp_path):
+    import json
+
+    from icp.trace import TRACE_FORMAT_VERSION, Trace
+
+    text = looped_trace.to_json()
+
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    doc = json.loads(text, parse_constant=no_constants)  # strict JSON: no NaN/Infinity literals
+    assert doc["format"] == "icp.trace" and doc["format_version"] == TRACE_FORMAT_VERSION
+    assert (doc["batch_size"], doc["steps"]) == (3, looped_trace.steps)
+    assert doc["stop_reason"] == looped_trace.stop_reasons and doc["stop_reason"][0] == "loop"
+    assert doc["regimes"] == list(REGIMES)
+    stop = int(looped_trace.stop_step[0])
+    assert doc["signals"]["entropy"][0][stop + 1] is None  # NaN after the row stopped -> null
+    assert doc["signals"]["regime"][0][stop + 1] == -1
+    assert doc["metadata"]["config"]["target_entropy"] == looped_trace.metadata["config"]["target_entropy"]
+    back = Trace.from_json(text)
+    _assert_same_trace(looped_trace, back)
+    assert back.metadata == json.loads(json.dumps(looped_trace.metadata, default=str))
+    path = tmp_path / "t.json"
+    assert looped_trace.to_json(path, indent=1) == str(path)
+    _assert_same_trace(looped_trace, Trace.from_json(path.read_text()))
+
+
+def test_to_json_writes_infinity_and_nan_explicitly():
+    import json
+
+    from icp.trace import Trace
+
+    values = np.array([[np.inf, -np.inf, np.nan, 0.1]], dtype=np.float32)
+    trace = Trace({"kl": values}, np.array([0]), np.array([-1]), {"bound": float("nan"), "big": float("inf")})
+    doc = json.loads(trace.to_json())
+    assert doc["signals"]["kl"] == [["Infinity", "-Infinity", None, 0.1]]  # shortest float32 decimal
+    assert doc["metadata"] == {"bound": None, "big": "Infinity"}
+    back = Trace.from_json(trace.to_json())
+    np.testing.assert_array_equal(back["kl"], values)
+
+
+def test_from_json_refuses_other_documents_and_newer_versions():
+    import json
+
+    from icp.trace import TRACE_FORMAT_VERSION, Trace
+
+    with pytest.raises(ValueError, match="not an ICP trace document"):
+        Trace.from_json('{"a": 1}')
+    with pytest.raises(ValueError, match="not JSON"):
+        Trace.from_json("nope")
+    doc = json.loads(Trace({"kl": np.zeros((1, 2))}, np.array([0]), np.array([-1])).to_json())
+    doc["format_version"] = TRACE_FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match=f"format version {TRACE_FORMAT_VERSION + 1}, written by a newer icp"):
+        Trace.from_json(json.dumps(doc))
+
+
+def test_to_csv_has_one_line_per_decoded_step_with_stop_reason_and_metadata_columns(looped_trace, tmp_path):
+    import csv
+    import io
+
+    from icp.trace import FLOAT_SIGNALS
+
+    text = looped_trace.to_csv()
+    lines = list(csv.reader(io.StringIO(text)))
+    header, body = lines[0], lines[1:]
+    assert header[:6] == ["row", "step", "stop_reason", "stop_step", "token", "regime"]
+    assert header[6 : 6 + len(FLOAT_SIGNALS)] == list(FLOAT_SIGNALS)
+    assert "meta.config.target_entropy" in header and "meta.generation_context.function" in header
+    assert len(body) == int((looped_trace["regime"] >= 0).sum())
+    col = {name: i for i, name in enumerate(header)}
+    row0 = [line for line in body if line[0] == "0"]
+    assert len(row0) == looped_trace.stop_step[0] + 1
+    assert {line[col["stop_reason"]] for line in row0} == {"loop"}
+    assert {line[col["meta.config.target_entropy"]] for line in body} == {
+        str(looped_trace.metadata["config"]["target_entropy"])
+    }
+    path = tmp_path / "t.csv"
+    assert looped_trace.to_csv(path) == str(path) and path.read_text() == text
+
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(path)
+    rows, steps = df["row"].to_numpy(), df["step"].to_numpy()
+    for name in FLOAT_SIGNALS:  # float32 values come back exactly, NaN (empty fields) as NaN
+        np.testing.assert_array_equal(df[name].to_numpy(np.float32), looped_trace[name][rows, steps], err_msg=name)
+    np.testing.assert_array_equal(df["token"], looped_trace["token"][rows, steps])
+    assert df["regime"].tolist() == [REGIMES[c] for c in looped_trace["regime"][rows, steps]]
+
+
+def test_to_parquet_reads_back_with_pandas(looped_trace, tmp_path):
+    import json
+
+    pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from icp.trace import FLOAT_SIGNALS, TRACE_FORMAT_VERSION
+
+    path = tmp_path / "t.parquet"
+    assert looped_trace.to_parquet(path) == str(path)
+    df = pd.read_parquet(path)
+    assert len(df) == int((looped_trace["regime"] >= 0).sum())
+    rows, steps = df["row"].to_numpy(), df["step"].to_numpy()
+    for name in (*FLOAT_SIGNALS, "token"):
+        assert df[name].dtype == looped_trace[name].dtype, name
+        np.testing.assert_array_equal(df[name].to_numpy(), looped_trace[name][rows, steps], err_msg=name)
+    assert df["stop_reason"].tolist() == [looped_trace.stop_reasons[r] for r in rows]
+    assert (df["meta.config.target_entropy"] == looped_trace.metadata["config"]["target_entropy"]).all()
+    stored = json.loads(pq.read_schema(path).metadata[b"icp.trace"])
+    assert stored["format_version"] == TRACE_FORMAT_VERSION
+    assert stored["metadata"]["config"] == looped_trace.metadata["config"]
+
+
+def test_to_parquet_without_pyarrow_says_what_to_install(looped_trace, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    with pytest.raises(ImportError, match=r"pip install 'icp\[pandas\]'"):
+        looped_trace.to_parquet(tmp_path / "t.parquet")
+
+
+def test_save_writes_the_format_version_and_load_round_trips(looped_trace, tmp_path):
+    from icp.trace import TRACE_FORMAT_VERSION, Trace
+
+    path = looped_trace.save(tmp_path / "t.npz")
+    with np.load(path) as archive:
+        assert int(archive["format_version"]) == TRACE_FORMAT_VERSION
+    back = Trace.load(path)
+    _assert_same_trace(looped_trace, back)
+    assert back.metadata["config"] == looped_trace.metadata["config"]
+
+
+def test_load_reads_a_trace_written_in_the_layout_before_format_versions(tmp_path):
+    """Files written before `format_version` existed (icp 0.1.0's Trace.save) load as version 1."""
+    import json
+
+    from icp.trace import Trace
+
+    entropy = np.array([[1.5, 2.0, np.nan], [0.5, 0.25, 0.75]], dtype=np.float32)
+    regime = np.array([[1, 0, -1], [2, 2, 1]], dtype=np.int8)
+    path = tmp_path / "old.npz"
+    with open(path, "wb") as f:  # exactly the old Trace.save: no format_version entry
+        np.savez_compressed(
+            f,
+            stop_reason=np.array([1, 0]),
+            stop_step=np.array([1, -1]),
+            metadata=np.array(json.dumps({"config": {"target_entropy": 1.5}})),
+            signal__entropy=entropy,
+            signal__regime=regime,
+        )
+    with np.load(path) as archive:
+        assert "format_version" not in archive.files
+    trace = Trace.load(path)
+    np.testing.assert_array_equal(trace["entropy"], entropy)
+    np.testing.assert_array_equal(trace["regime"], regime)
+    assert trace.stop_reasons == ["eos", "length"] and trace.stop_step.tolist() == [1, -1]
+    assert trace.metadata == {"config": {"target_entropy": 1.5}}
+    assert (trace.batch_size, trace.steps) == (2, 3)
+
+
+def test_load_refuses_a_newer_format_version_naming_both(tmp_path):
+    import json
+
+    from icp import __version__
+    from icp.trace import TRACE_FORMAT_VERSION, Trace
+
+    path = tmp_path / "future.npz"
+    np.savez_compressed(
+        path,
+        format_version=np.array(TRACE_FORMAT_VERSION + 1),
+        stop_reason=np.array([0]),
+        stop_step=np.array([-1]),
+        metadata=np.array(json.dumps({})),
+        signal__entropy=np.zeros((1, 2), dtype=np.float32),
+    )
+    with pytest.raises(ValueError) as err:
+        Trace.load(path)
+    message = str(err.value)
+    assert str(path) in message and f"format version {TRACE_FORMAT_VERSION + 1}" in message
+    assert f"this icp ({__version__}) reads versions up to {TRACE_FORMAT_VERSION}" in message
+    assert "Upgrade icp" in message

@@ -612,7 +612,8 @@ def calibrate(
 
     started = time.perf_counter()
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    encoded = [_encode(tokenizer, b, chat) for b in batches]
+    device = next(model.parameters()).device  # the model may sit on an accelerator (icp calibrate --device)
+    encoded = [_encode(tokenizer, b, chat).to(device) for b in batches]
     pad_id = getattr(tokenizer, "pad_token_id", None)
     probe_t = min(temps, key=lambda t: (abs(math.log(t / heat_capacity_temperature)), t))
     grid = _log_grid(*HEAT_CAPACITY_GRID)

@@ -1,9 +1,13 @@
 """The `icp` command line: `icp generate` (generate with ICP, print or save the trace), `icp trace`
-(summarise or plot a saved trace) and `icp calibrate` (measure a model's C(H) curve and write its
-model card).
+(summarise, plot or export a saved trace) and `icp calibrate` (measure a model's C(H) curve and write
+its model card). `icp --version` prints the version.
+
+Conventions: every subcommand that loads a model takes `--model`, `--device` (a torch device string)
+and `--dtype` (auto, float32, float16 or bfloat16); a subcommand's bad or unknown option is reported by
+that subcommand (`icp generate: error: ...`, with its usage line) and exits 2.
 
 Exit codes: 0 success; 2 bad usage or a bad configuration value; 3 the model cannot be loaded (missing
-package, unknown id or folder); 4 an input file cannot be read.
+package, unknown id or folder); 4 an input file cannot be read (or an output file written).
 """
 
 from __future__ import annotations
@@ -63,13 +67,68 @@ def _read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
-def _load_model(name: str | None):
-    from .models import load_default_model
+#: `--dtype` values: `auto` is the checkpoint's own dtype (float32 for the embedded default model).
+DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 
+
+def _device(text: str) -> str:
+    """argparse type of `--device`: a device string torch accepts, whose device this machine has."""
+    import torch
+
+    examples = "cpu, cuda, cuda:0, mps (any device string torch.device accepts)"
     try:
-        return load_default_model(name)
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not a torch device; allowed: {examples}") from err
+    backend = getattr(torch, device.type, None) if device.type not in ("cpu", "meta") else None
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a meta device holds no weights; allowed: {examples}")
+    if backend is not None and hasattr(backend, "is_available"):
+        if not backend.is_available():
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}: this machine has no {device.type} device (torch.{device.type}.is_available() "
+                f"is False); allowed here: cpu"
+            )
+        count = backend.device_count() if hasattr(backend, "device_count") else None
+        if device.index is not None and count is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}: this machine has {count} {device.type} device(s), "
+                f"{device.type}:0 to {device.type}:{count - 1}"
+            )
+    return text
+
+
+def _resolve_dtype(text: str, name: str | None):
+    """The `torch.dtype` for `--dtype`; `auto` reads the checkpoint's config (float32 when it says none)."""
+    import torch
+
+    if text != "auto":
+        return getattr(torch, text)
+    if name is None:
+        return torch.float32  # the embedded default model is a dequantised GGUF, cached in float32
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        return torch.float32  # the load that follows reports the unloadable model
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
+def _load_model(name: str | None, device: str | None = None, dtype: str = "float32"):
+    """Loads `--model` with `--device` and `--dtype` (see [`icp.load_default_model`])."""
+    from . import models
+
+    shown = "default" if name is None else repr(name)
+    try:
+        return models.load_default_model(name, torch_dtype=_resolve_dtype(dtype, name), device=device)
     except (ImportError, ValueError, OSError) as err:
-        raise _CliError(EXIT_MODEL, f"cannot load the model ({'default' if name is None else name!r}): {err}") from err
+        raise _CliError(EXIT_MODEL, f"cannot load the model ({shown}): {err}") from err
+    except RuntimeError as err:  # e.g. out of memory on --device
+        raise _CliError(EXIT_MODEL, f"cannot load the model ({shown}) on `--device` (={device!r}): {err}") from err
 
 
 class _Progress:
@@ -93,7 +152,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args.set or [])
     prompts = _read_prompts(args)
-    model, tokenizer = _load_model(args.model)
+    model, tokenizer = _load_model(args.model, args.device, args.dtype)
     try:
         icp = ICP(model, **overrides)
     except (TypeError, ValueError) as err:
@@ -105,7 +164,7 @@ def _generate(args: argparse.Namespace) -> int:
         ]
     else:
         texts = prompts
-    inputs = tokenizer(texts, return_tensors="pt", padding=True)
+    inputs = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
     progress = _Progress(args.max_new_tokens, enabled=not args.quiet)
     kwargs = icp.generation_kwargs()
     kwargs["logits_processor"] = LogitsProcessorList([*icp, progress])
@@ -135,6 +194,10 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: `icp trace --format` values.
+TRACE_FORMATS: tuple[str, ...] = ("table", "json", "csv", "parquet")
+
+
 def _trace(args: argparse.Namespace) -> int:
     from .trace import Trace
 
@@ -144,14 +207,27 @@ def _trace(args: argparse.Namespace) -> int:
         raise _CliError(EXIT_DATA, f"`path` (={args.path!r}) is not a readable ICP trace: {err}") from err
     if args.plot:
         trace.plot(args.plot)
-    summary = trace.summary()
-    if args.json:
-        json.dump([r.to_dict() for r in summary.rows], sys.stdout, indent=1)
+    if args.json:  # the per-row summary (the table's content) as JSON
+        json.dump([r.to_dict() for r in trace.summary().rows], sys.stdout, indent=1)
         sys.stdout.write("\n")
-    else:
-        print(summary)
-        if args.plot:
-            print(f"plot: {args.plot}")
+        return EXIT_OK
+    try:
+        if args.format == "parquet":
+            trace.to_parquet(args.out)
+        elif args.format == "json":
+            text = trace.to_json(args.out)
+        elif args.format == "csv":
+            text = trace.to_csv(args.out)
+        elif args.out:
+            Path(args.out).write_text(f"{trace.summary()}\n", encoding="utf-8")
+        else:
+            text = f"{trace.summary()}\n" + (f"plot: {args.plot}\n" if args.plot else "")
+    except ImportError as err:  # --format parquet without pandas/pyarrow: the message says what to install
+        raise _CliError(EXIT_USAGE, f"`--format` (={args.format!r}) cannot be written here: {err}") from err
+    except OSError as err:
+        raise _CliError(EXIT_DATA, f"`--out` (={args.out!r}) cannot be written: {err}") from err
+    if not args.out:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -185,7 +261,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         prompt_set = Path(args.prompts_file).name
     else:
         prompts = list(CALIBRATION_PROMPTS)
-    model, tokenizer = _load_model(args.model)
+    model, tokenizer = _load_model(args.model, args.device, args.dtype)
     try:
         result = calibrate(
             model,
@@ -251,13 +327,44 @@ def _eval(args: argparse.Namespace) -> int:
         return int(done.code or 0)
 
 
+def _add_model_options(sub: argparse.ArgumentParser) -> None:
+    """`--model`, `--device` and `--dtype`: the options of every subcommand that loads a model."""
+    sub.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    sub.add_argument(
+        "--device",
+        type=_device,
+        default=None,
+        help="torch device to run the model on, e.g. cpu, cuda, cuda:1, mps (default: cpu)",
+    )
+    sub.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="the model's weights: auto (the checkpoint's own dtype), float32, float16 or bfloat16 (default: float32)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `icp` command."""
+    """The argument parser of the `icp` command.
+
+    Each subparser is also its namespace's `parser` default, so that [`main`] reports a subcommand's
+    errors with that subcommand's usage.
+
+    Example:
+        >>> from icp.cli import build_parser
+        >>> args = build_parser().parse_args(["generate", "--dtype", "bfloat16", "--device", "cpu"])
+        >>> args.dtype, args.device, args.parser.prog
+        ('bfloat16', 'cpu', 'icp generate')
+    """
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="icp",
         description="Inference Control Plane: closed-loop control of transformers decoding.",
-        epilog="Exit codes: 0 ok, 2 bad usage or setting, 3 model not loadable, 4 input file not readable.",
+        epilog="Exit codes: 0 ok, 2 bad usage or setting, 3 model not loadable, 4 input file not readable "
+        "(or output file not writable).",
     )
+    parser.add_argument("--version", action="version", version=f"icp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     gen = commands.add_parser(
@@ -265,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate with ICP and print the texts and the trace summary",
         description="Generate with ICP (the whole sampling policy: generate's own warpers off) and report the trace.",
     )
-    gen.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    _add_model_options(gen)
     gen.add_argument("--prompt", action="append", help="a prompt; repeat for a batch (default: 8 built-in prompts)")
     gen.add_argument("--prompts-file", help="a text file with one prompt per line")
     gen.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt (default 128)")
@@ -281,17 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--plot", help="write the trace plot (PNG)")
     gen.add_argument("--json", action="store_true", help="print JSON (texts and per-row summaries) instead of text")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    gen.set_defaults(handler=_generate)
+    gen.set_defaults(handler=_generate, parser=gen)
 
     tr = commands.add_parser(
         "trace",
-        help="summarise or plot a saved trace",
-        description="Summarise or plot a trace saved by `icp generate --trace-out`.",
+        help="summarise, plot or export a saved trace",
+        description="Summarise, plot or export a trace saved by `icp generate --trace-out`. Formats: table (the "
+        "per-row summary), json (the whole trace, Trace.to_json: every signal, stop reasons, metadata; NaN as null), "
+        "csv (Trace.to_csv: one line per (row, step) a row decoded, with its stop reason and meta.* columns; NaN as "
+        "an empty field), parquet (the csv's table with native types; needs icp[pandas] and --out).",
     )
     tr.add_argument("path", help="the .npz file")
     tr.add_argument("--plot", help="write the trace plot (PNG)")
-    tr.add_argument("--json", action="store_true", help="print the per-row summary as JSON")
-    tr.set_defaults(handler=_trace)
+    shape = tr.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--format", choices=TRACE_FORMATS, default="table", help="what to write (default: table)"
+    )
+    shape.add_argument("--json", action="store_true", help="print the per-row summary (the table) as JSON")
+    tr.add_argument("--out", metavar="PATH", help="write there instead of stdout (required for parquet)")
+    tr.set_defaults(handler=_trace, parser=tr)
 
     cal = commands.add_parser(
         "calibrate",
@@ -300,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "critical entropy, set the target entropy and the regime thresholds, and write the model card "
         "(<out-dir>/<slug>/README.md and c_of_h.png) that ICP(model) then loads.",
     )
-    cal.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    _add_model_options(cal)
     cal.add_argument("--model-id", default=None, help="the id the card is written for (default: the model's own)")
     cal.add_argument("--out-dir", default="model_cards", help="folder of model cards (default: model_cards)")
     cal.add_argument("--prompts-file", help="a text file with one prompt per line (default: 16 built-in prompts)")
@@ -313,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-chat", dest="chat", action="store_false", help="do not apply the chat template")
     cal.add_argument("--json", action="store_true", help="print the card path and the full result as JSON")
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
-    cal.set_defaults(handler=_calibrate)
+    cal.set_defaults(handler=_calibrate, parser=cal)
 
     ev = commands.add_parser(
         "eval",
@@ -323,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--suite-dir", help="the folder holding run.py (default: $ICP_EVAL_DIR, else the checkout's eval/)")
     ev.add_argument("suite_args", nargs=argparse.REMAINDER, help="arguments for eval/run.py")
-    ev.set_defaults(handler=_eval)
+    ev.set_defaults(handler=_eval, parser=ev)
     return parser
 
 
@@ -335,12 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    sub = args.parser  # errors of a subcommand's options: that subcommand's usage and prog, exit 2
     if args.command == "eval":  # everything eval does not know goes to eval/run.py
         args.suite_args = [*extra, *args.suite_args]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "max_new_tokens", 1) < 1:
-        parser.error(f"`--max-new-tokens` (={args.max_new_tokens}) has to be >= 1.")
+        sub.error(f"`--max-new-tokens` (={args.max_new_tokens}) has to be >= 1.")
+    if args.command == "trace" and args.format == "parquet" and not args.out:
+        sub.error("`--format parquet` writes a binary file: give it `--out PATH`.")
     try:
         return args.handler(args)
     except _CliError as err:

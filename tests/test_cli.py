@@ -136,3 +136,198 @@ def test_eval_runs_the_loops_suite_on_a_tiny_model(tiny_model_dir, tmp_path):
     report = json.loads(out.read_text())
     assert set(report["results"]["loops_webtext"]) == {"greedy", "icp"}  # results are keyed by task
     assert report["config"]["model"] == str(tiny_model_dir)
+
+
+# -- icp trace --format: the exports ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_trace(tmp_path_factory):
+    from helpers import prompt
+
+    from icp import ICP
+
+    model = tiny_llama()
+    icp = ICP(model)
+    model.generate(**prompt(batch=2), max_new_tokens=5, **icp.generation_kwargs())
+    return icp.trace.save(tmp_path_factory.mktemp("trace") / "t.npz")
+
+
+def test_trace_format_table_is_the_summary(saved_trace, capsys):
+    assert main(["trace", saved_trace]) == 0
+    table = capsys.readouterr().out
+    assert table == f"{Trace.load(saved_trace).summary()}\n"
+    assert main(["trace", saved_trace, "--format", "table"]) == 0
+    assert capsys.readouterr().out == table
+
+
+def test_trace_format_json_prints_the_whole_trace(saved_trace, tmp_path, capsys):
+    assert main(["trace", saved_trace, "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    back, original = Trace.from_json(text), Trace.load(saved_trace)
+    for name in original.arrays:
+        np.testing.assert_array_equal(back[name], original[name], err_msg=name)
+    assert back.stop_reasons == original.stop_reasons and back.metadata["config"] == original.metadata["config"]
+    out = tmp_path / "t.json"
+    assert main(["trace", saved_trace, "--format", "json", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == "" and out.read_text() == text
+
+
+def test_trace_format_csv_to_stdout_and_to_a_file(saved_trace, tmp_path, capsys):
+    assert main(["trace", saved_trace, "--format", "csv"]) == 0
+    text = capsys.readouterr().out
+    header = text.splitlines()[0].split(",")
+    assert header[:6] == ["row", "step", "stop_reason", "stop_step", "token", "regime"]
+    assert "meta.config.target_entropy" in header
+    decoded = int((Trace.load(saved_trace)["regime"] >= 0).sum())
+    assert len(text.splitlines()) == 1 + decoded
+    out = tmp_path / "t.csv"
+    assert main(["trace", saved_trace, "--format", "csv", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == "" and out.read_text() == text
+
+
+def test_trace_format_parquet_needs_out_and_reads_back(saved_trace, tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    with pytest.raises(SystemExit) as done:
+        main(["trace", saved_trace, "--format", "parquet"])
+    assert done.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "usage: icp trace" in err and "icp trace: error: `--format parquet`" in err and "--out" in err
+    out = tmp_path / "t.parquet"
+    assert main(["trace", saved_trace, "--format", "parquet", "--out", str(out)]) == 0
+    df = pd.read_parquet(out)
+    trace = Trace.load(saved_trace)
+    assert len(df) == int((trace["regime"] >= 0).sum())
+    np.testing.assert_array_equal(df["entropy"].to_numpy(), trace["entropy"][df["row"], df["step"]])
+
+
+def test_trace_format_parquet_without_pyarrow_names_the_extra(saved_trace, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert main(["trace", saved_trace, "--format", "parquet", "--out", str(tmp_path / "t.parquet")]) == EXIT_USAGE
+    assert "pip install 'icp[pandas]'" in capsys.readouterr().err
+
+
+def test_trace_json_flag_and_format_exclude_each_other(saved_trace, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["trace", saved_trace, "--json", "--format", "csv"])
+    assert done.value.code == EXIT_USAGE
+    assert "icp trace: error: argument --format: not allowed with argument --json" in capsys.readouterr().err
+
+
+def test_trace_of_a_newer_format_version_exits_4_saying_to_upgrade(tmp_path, capsys):
+    from icp.trace import TRACE_FORMAT_VERSION
+
+    path = tmp_path / "future.npz"
+    np.savez(
+        path,
+        format_version=np.array(TRACE_FORMAT_VERSION + 1),
+        stop_reason=np.array([0]),
+        stop_step=np.array([-1]),
+        metadata=np.array("{}"),
+        signal__entropy=np.zeros((1, 1), dtype=np.float32),
+    )
+    assert main(["trace", str(path)]) == EXIT_DATA
+    err = capsys.readouterr().err
+    assert f"format version {TRACE_FORMAT_VERSION + 1}" in err and "Upgrade icp" in err
+
+
+# -- conventions: --version, --device/--dtype, subcommand errors -------------------------------------
+
+
+def test_version_prints_the_package_version(capsys):
+    from icp import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"icp {__version__}\n"
+    done = subprocess.run([sys.executable, "-m", "icp.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"icp {__version__}"
+
+
+def test_device_and_dtype_reach_the_model_load(tiny_model_dir, monkeypatch, capsys):
+    import torch
+
+    import icp.models
+
+    calls = []
+    real = icp.models.load_default_model
+
+    def spy(name_or_path=None, **kwargs):
+        calls.append((name_or_path, kwargs))
+        return real(name_or_path, **kwargs)
+
+    monkeypatch.setattr(icp.models, "load_default_model", spy)
+    args = ["--model", str(tiny_model_dir), "--max-new-tokens", "2", "--prompt", "w5 w6", "--quiet", "--no-chat"]
+    assert main(["generate", *args, "--device", "cpu", "--dtype", "bfloat16", "--json"]) == 0
+    assert calls[-1] == (str(tiny_model_dir), {"torch_dtype": torch.bfloat16, "device": "cpu"})
+    assert json.loads(capsys.readouterr().out)["generations"][0]["tokens"] >= 1
+    assert main(["generate", *args]) == 0  # the defaults: float32, where the model loads (cpu)
+    assert calls[-1][1] == {"torch_dtype": torch.float32, "device": None}
+
+    def refuse(name_or_path=None, **kwargs):
+        calls.append((name_or_path, kwargs))
+        raise ValueError("not loading in this test")
+
+    monkeypatch.setattr(icp.models, "load_default_model", refuse)
+    assert main(["calibrate", "--model", "x", "--device", "cpu", "--dtype", "float16", "--quiet"]) == EXIT_MODEL
+    assert calls[-1] == ("x", {"torch_dtype": torch.float16, "device": "cpu"})
+    assert "not loading in this test" in capsys.readouterr().err
+
+
+def test_dtype_auto_is_the_checkpoints_own(tiny_model_dir, tmp_path):
+    import torch
+
+    from icp.cli import _resolve_dtype
+
+    assert _resolve_dtype("auto", str(tiny_model_dir)) == torch.float32
+    half = tmp_path / "half"
+    tiny_llama().to(torch.bfloat16).save_pretrained(half)
+    assert _resolve_dtype("auto", str(half)) == torch.bfloat16
+    assert _resolve_dtype("auto", None) == torch.float32  # the embedded default model is cached in float32
+    assert _resolve_dtype("float16", str(half)) == torch.float16
+
+
+@pytest.mark.parametrize("command", ["generate", "calibrate"])
+def test_bad_dtype_and_device_are_the_subcommands_usage_errors(command, capsys):
+    import torch
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--dtype", "float64"])
+    assert done.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"usage: icp {command}" in err
+    assert f"icp {command}: error: argument --dtype: invalid choice: 'float64'" in err
+    assert all(name in err for name in ("auto", "float32", "float16", "bfloat16"))
+    with pytest.raises(SystemExit) as done:
+        main([command, "--device", "gpu"])
+    assert done.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"icp {command}: error: argument --device: invalid value 'gpu': not a torch device" in err
+    assert "cpu, cuda" in err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as done:
+            main([command, "--device", "cuda:0"])
+        assert done.value.code == EXIT_USAGE
+        assert "this machine has no cuda device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["generate", "trace x.npz", "calibrate"])
+def test_unknown_options_are_reported_by_the_subcommand(command, capsys):
+    name = command.split()[0]
+    with pytest.raises(SystemExit) as done:
+        main([*command.split(), "--bogus"])
+    assert done.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"usage: icp {name}" in err and f"icp {name}: error: unrecognized arguments: --bogus" in err
+
+
+def test_subcommand_errors_from_the_installed_command():
+    done = subprocess.run([sys.executable, "-m", "icp.cli", "generate", "--bogus"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: icp generate")
+    assert done.stderr.rstrip().endswith("icp generate: error: unrecognized arguments: --bogus")
+    done = subprocess.run(
+        [sys.executable, "-m", "icp.cli", "generate", "--max-new-tokens", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "icp generate: error: `--max-new-tokens` (=0)" in done.stderr

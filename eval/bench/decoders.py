@@ -23,7 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DECODERS", "TUNING_BUDGET", "DecoderSpec", "GenerationPlan", "get_decoder", "parse_decoders"]
+__all__ = [
+    "DECODERS",
+    "TUNING_BUDGET",
+    "DecoderSpec",
+    "GenerationPlan",
+    "build_icp_plan",
+    "get_decoder",
+    "parse_decoders",
+]
 
 #: Settings each decoder may try on the dev split (the same for every decoder).
 TUNING_BUDGET = 3
@@ -148,7 +156,8 @@ def _dry(**params: Any):
     return DRYLogitsProcessor(**params)
 
 
-def _build_icp(params: dict[str, Any], model: Any) -> GenerationPlan:
+def build_icp_plan(params: dict[str, Any], model: Any) -> GenerationPlan:
+    """The plan of ICP built on `model` with the model card's settings overridden by `params`."""
     from icp import ICP
 
     icp = ICP(model, **params)
@@ -266,7 +275,7 @@ DECODERS: dict[str, DecoderSpec] = {
             "icp",
             "the Inference Control Plane: closed-loop temperature, loop and divergence stops",
             ({}, {"target_entropy": 2.5}, {"tracking": {"rate": 0.05}}),
-            _build_icp,
+            build_icp_plan,
             "icp",
         ),
     ]
@@ -274,15 +283,25 @@ DECODERS: dict[str, DecoderSpec] = {
 
 
 def get_decoder(name: str) -> DecoderSpec:
-    """The decoder called `name`.
+    """The decoder called `name`: one of the suite's, or an ablation variant of ICP (`bench.ablations`).
 
     Raises:
-        KeyError: listing the known decoders.
+        KeyError: listing the known decoders and variants.
+
+    Example:
+        >>> get_decoder("icp_no_min_p").source
+        'icp (ablation)'
     """
-    try:
+    from .ablations import ABLATIONS
+
+    if name in DECODERS:
         return DECODERS[name]
-    except KeyError:
-        raise KeyError(f"Unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}.") from None
+    if name in ABLATIONS:
+        return ABLATIONS[name]
+    raise KeyError(
+        f"Unknown decoder {name!r}; known decoders: {', '.join(DECODERS)}; ICP's ablation variants: "
+        f"{', '.join(ABLATIONS)}."
+    )
 
 
 def parse_decoders(text: str) -> list[str]:

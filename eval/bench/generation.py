@@ -14,6 +14,7 @@ generations:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -94,6 +95,37 @@ def plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, len
     }
 
 
+def temperature_behaviour(temperature: np.ndarray, t_min: float, t_max: float) -> dict[str, list[float]]:
+    """How each row's temperature moved: lag-1 autocorrelation, share of steps at T_min and at T_max, and
+    mean |ΔT| per step, over the row's steps (NaN after it stopped). A row with fewer than 3 steps, or
+    a constant T (spread below 1e-6), has a NaN autocorrelation.
+
+    Args:
+        temperature (`np.ndarray` of shape `(batch, steps)`): the trace's `temperature`.
+        t_min, t_max (`float`): the controller's bounds; a step counts as at a bound within 0.1 % of it.
+
+    Example:
+        >>> import numpy as np
+        >>> t = np.array([[0.5, 1.5, 0.5, 1.5], [1.0, 1.0, 1.0, np.nan]])
+        >>> out = temperature_behaviour(t, 0.5, 1.5)
+        >>> [round(x, 2) for x in out["T_lag1_autocorr"][:1]], out["T_at_min"], out["T_mean_abs_step"]
+        ([-1.0], [0.5, 0.0], [1.0, 0.0])
+    """
+    lag1, at_min, at_max, step = [], [], [], []
+    for row in temperature:
+        t = row[np.isfinite(row)]
+        if t.size == 0:
+            lag1.append(math.nan), at_min.append(math.nan), at_max.append(math.nan), step.append(math.nan)
+            continue
+        a, b = t[:-1] - t[:-1].mean(), t[1:] - t[1:].mean()
+        denominator = math.sqrt(float((a * a).sum() * (b * b).sum()))
+        lag1.append(float((a * b).sum() / denominator) if t.size >= 3 and t.std() > 1e-6 else math.nan)
+        at_min.append(float(np.mean(t <= t_min * 1.001)))
+        at_max.append(float(np.mean(t >= t_max * 0.999)))
+        step.append(float(np.abs(np.diff(t)).mean()) if t.size >= 2 else 0.0)
+    return {"T_lag1_autocorr": lag1, "T_at_min": at_min, "T_at_max": at_max, "T_mean_abs_step": step}
+
+
 def _trajectory(icp: ICP) -> dict[str, list[float]]:
     trace = icp.trace
     data = trace.to_dict()
@@ -110,6 +142,12 @@ def _trajectory(icp: ICP) -> dict[str, list[float]]:
         "icp_C": [float(x) for x in c],
         "icp_T": [float(x) for x in temperature],
         "icp_stop": list(trace.stop_reasons),
+        **{
+            f"icp_{k}": v
+            for k, v in temperature_behaviour(
+                data["temperature"], icp.config.min_temperature, icp.config.max_temperature
+            ).items()
+        },
     }
 
 

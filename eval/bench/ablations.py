@@ -1,0 +1,108 @@
+"""ICP with one part removed or pinned: the variants `eval/ablation.py` compares with full ICP.
+
+Each variant is a [`DecoderSpec`] whose plan is ICP built with the model card's settings and the variant's
+overrides; `eval/run.py --decoders` accepts their names too (they are not in `all`). A variant's
+one setting is its override set, so the generation cache tells variants apart.
+
+| variant | what changes |
+| --- | --- |
+| `icp_frozen` | entropy feedback, dissipation and leak off: T pinned at `initial_temperature` (pass a value, e.g. ICP's own mean T; default the card's T at H*) |
+| `icp_no_derepeat` | no de-repetition penalty (`derepeat_penalty=0`) |
+| `icp_no_min_p` | no min-p truncation (`min_p=0`) |
+| `icp_no_stops` | no loop or divergence stop (the stopping criteria are not passed; ICP still records) |
+| `icp_tracking` | the critical-region tracker on (`tracking.rate=0.05`; the card keeps it off) |
+| `icp_no_dissipation` | no heating of rigid rows and no cooling of unstable ones (`heat_rate=cool_rate=0`) |
+| `icp_cold` | the cold law: no entropy feedback (`gain=0`), T held at a cold `initial_temperature` (default 0.3), rows heated only while rigid (looping) and cooled while unstable |
+| `icp_target` | the seeds' law steering toward a given `target_entropy` (for the critical-region sweep) |
+| `icp_seeds_law` | the seeds' entropy-feedback law as the card set it before the cold law (gain 0.3, T0 1.0) |
+
+Example:
+    >>> from bench.ablations import ABLATIONS
+    >>> sorted(ABLATIONS)[:2]
+    ['icp_cold', 'icp_frozen']
+    >>> ABLATIONS["icp_no_min_p"].grid[0]
+    {'min_p': 0.0}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .decoders import DecoderSpec, GenerationPlan
+
+__all__ = ["ABLATIONS", "AT_PARAMETER", "CARD_TEMPERATURE", "SEEDS_LAW"]
+
+#: The default model card's temperature at its target entropy H* (`heat_capacity.temperature_at_target_entropy`).
+CARD_TEMPERATURE = 0.891
+
+#: The seeds' law: lagging entropy feedback toward H* from T0 = 1 (ICP's defaults before the cold law).
+SEEDS_LAW = {"gain": 0.3, "initial_temperature": 1.0}
+
+#: What `<variant>@<value>` sets in `eval/ablation.py` (e.g. `icp_cold@0.5`, `icp_target@3.0`).
+AT_PARAMETER = {"icp_frozen": "initial_temperature", "icp_cold": "initial_temperature", "icp_target": "target_entropy"}
+
+_FROZEN = {"gain": 0.0, "heat_rate": 0.0, "cool_rate": 0.0, "leak": 0.0}
+
+
+def _icp_plan(overrides: dict[str, Any], model: Any, stops: bool = True) -> GenerationPlan:
+    from .decoders import build_icp_plan
+
+    plan = build_icp_plan(overrides, model)
+    if not stops:
+        plan.stopping_criteria = []
+    return plan
+
+
+def _variant(name: str, description: str, overrides: dict[str, Any], stops: bool = True) -> DecoderSpec:
+    fixed = {k: v for k, v in overrides.items()}
+
+    def build(params: dict[str, Any], model: Any) -> GenerationPlan:
+        return _icp_plan({**fixed, **params}, model, stops)
+
+    return DecoderSpec(name, description, (dict(overrides),), build, "icp (ablation)")
+
+
+def _frozen(params: dict[str, Any], model: Any) -> GenerationPlan:
+    return _icp_plan({**_FROZEN, **params}, model)
+
+
+def _target(params: dict[str, Any], model: Any) -> GenerationPlan:
+    return _icp_plan({**SEEDS_LAW, **params}, model)
+
+
+def _cold(params: dict[str, Any], model: Any) -> GenerationPlan:
+    return _icp_plan({"gain": 0.0, **params}, model)
+
+
+ABLATIONS: dict[str, DecoderSpec] = {
+    spec.name: spec
+    for spec in [
+        DecoderSpec(
+            "icp_frozen",
+            "ICP with T pinned (no feedback, dissipation or leak) at `initial_temperature`",
+            ({"initial_temperature": CARD_TEMPERATURE},),
+            _frozen,
+            "icp (ablation)",
+        ),
+        DecoderSpec(
+            "icp_cold",
+            "ICP with the cold law: no entropy feedback, T0 cold, heat only while rigid",
+            ({"initial_temperature": 0.3},),
+            _cold,
+            "icp (ablation)",
+        ),
+        DecoderSpec(
+            "icp_target",
+            "ICP with the seeds' law toward a fixed target entropy",
+            ({"target_entropy": 1.9424},),
+            _target,
+            "icp (ablation)",
+        ),
+        _variant("icp_no_derepeat", "ICP without its de-repetition penalty", {"derepeat_penalty": 0.0}),
+        _variant("icp_no_min_p", "ICP without min-p truncation", {"min_p": 0.0}),
+        _variant("icp_no_stops", "ICP without its loop and divergence stops", {}, stops=False),
+        _variant("icp_tracking", "ICP with the critical-region tracker on", {"tracking": {"rate": 0.05}}),
+        _variant("icp_no_dissipation", "ICP without regime dissipation", {"heat_rate": 0.0, "cool_rate": 0.0}),
+        _variant("icp_seeds_law", "ICP with the seeds' entropy-feedback law (gain 0.3, T0 1.0)", dict(SEEDS_LAW)),
+    ]
+}

@@ -67,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoders", default="all", help="comma-separated decoder names, or all (default)")
     parser.add_argument("--list-decoders", action="store_true", help="list the decoders and their grids, then exit")
     parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device of the model, e.g. cpu or cuda:0 (default: accelerate's device for this process)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="dtype of the model's weights (default: float32)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most N examples per task and split")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="override every task's generation length")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate() call (default: 32)")
@@ -106,6 +117,13 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         args.tasks = tasks_for_suite(args.suite)
     except (KeyError, ValueError) as error:
         parser.error(str(error.args[0]))
+    if args.device is not None:
+        import torch
+
+        try:
+            torch.device(args.device)
+        except RuntimeError:
+            parser.error(f"`--device` (={args.device!r}) is not a torch device; allowed: cpu, cuda, cuda:0, mps, ...")
     data_dir = args.data_dir or default_data_dir()
     if data_dir is not None and not Path(data_dir).is_dir():
         parser.error(f"`--data-dir` (={data_dir}) is not a folder.")
@@ -524,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     if state.num_processes > 1 and state.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // state.num_processes))
     started = time.time()
-    model, tokenizer = load_default_model(args.model, device=state.device)
+    device = args.device if args.device is not None else state.device
+    model, tokenizer = load_default_model(args.model, device=device, torch_dtype=getattr(torch, args.dtype))
     model.eval()
     runner = Runner(args, state, model, tokenizer)
     bank = MetricBank() if state.is_main_process else None

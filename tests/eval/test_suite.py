@@ -409,6 +409,10 @@ def test_list_decoders_and_bad_arguments():
     assert bad.returncode == 2 and "--limit" in bad.stderr
     bad = _run(["--data-dir", "/no/such/folder"])
     assert bad.returncode == 2 and "--data-dir" in bad.stderr
+    bad = _run(["--device", "nonsense"])
+    assert bad.returncode == 2 and "`--device` (='nonsense') is not a torch device" in bad.stderr
+    bad = _run(["--dtype", "int8"])
+    assert bad.returncode == 2 and "--dtype" in bad.stderr and "bfloat16" in bad.stderr
 
 
 @pytest.mark.slow

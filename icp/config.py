@@ -7,9 +7,12 @@ from"). A calibrated model card (later) overrides them per model.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 __all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig", "TrackingConfig"]
@@ -19,6 +22,8 @@ MetaUncertaintyKind = Literal["entropy_volatility", "varentropy"]
 _COHERENCE_SOURCES = ("auto", "embedding", "hidden", "logits")
 _MIN_TEMPERATURE = 1e-3
 _META_UNCERTAINTY_KINDS = ("entropy_volatility", "varentropy")
+CONFIG_NAME = "icp_config.json"  # the file `ICPConfig.save_pretrained` writes in its directory
+_METADATA_KEYS = ("icp_version",)  # written next to the fields, ignored on reading
 
 
 def _check_finite(name: str, value: Any) -> None:
@@ -452,3 +457,157 @@ class ICPConfig:
     def from_dict(cls, data: dict[str, Any]) -> ICPConfig:
         """Builds a config from [`ICPConfig.to_dict`]'s output; unknown keys raise, listing the allowed ones."""
         return _from_dict(cls, data)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Writes the config as JSON to `save_directory/icp_config.json`, creating the directory.
+
+        [`ICPConfig.from_pretrained`] reads it back into an equal config. The file holds every field
+        (nested ones as objects) and the writing ICP's version under `"icp_version"`.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the directory to write into; created with its parents
+                when missing. An existing `icp_config.json` in it is overwritten.
+
+        Returns:
+            `pathlib.Path`: the file written.
+
+        Example:
+            >>> import tempfile
+            >>> from icp import ICPConfig
+            >>> config = ICPConfig(target_entropy=2.0, loop={"max_period": 8})
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = config.save_pretrained(folder)
+            ...     loaded = ICPConfig.from_pretrained(folder)
+            >>> path.name, loaded == config
+            ('icp_config.json', True)
+        """
+        if not isinstance(save_directory, (str, os.PathLike)):
+            raise TypeError(f"`save_directory` (={save_directory!r}) has to be a path (str or os.PathLike).")
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(
+                f"`save_directory` (={str(save_directory)!r}) is a file; pass a directory to write {CONFIG_NAME} into."
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        from . import __version__
+
+        path = directory / CONFIG_NAME
+        text = json.dumps(
+            {"icp_version": __version__, **self.to_dict()},
+            indent=2,
+            sort_keys=True,
+            allow_nan=False,
+            default=_json_scalar,
+        )
+        path.write_text(text + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, pretrained_path: str | os.PathLike, **overrides: Any) -> ICPConfig:
+        """Reads a config written by [`ICPConfig.save_pretrained`], then applies `overrides`.
+
+        Local files only (a directory holding `icp_config.json`, or the JSON file itself): ICP configs are
+        not fetched from the Hugging Face Hub.
+
+        Args:
+            pretrained_path (`str` or `os.PathLike`): a directory containing `icp_config.json`, or the path of
+                such a JSON file.
+            **overrides: fields of [`ICPConfig`] to change after reading, e.g. `target_entropy=1.8`. A dict
+                for `regimes`, `loop`, `divergence` or `tracking` changes only the fields it names (as in
+                `ICP(**overrides)`); a dataclass instance replaces the whole group.
+
+        Returns:
+            [`ICPConfig`]: the validated config.
+
+        Raises:
+            FileNotFoundError: `pretrained_path` does not exist, or the directory holds no `icp_config.json`.
+            ValueError: the file is not a JSON object, has a key that is not a field (the message names the key,
+                the file and the allowed keys), or a value fails validation.
+            TypeError: an override names no field of [`ICPConfig`].
+
+        Example:
+            >>> import tempfile
+            >>> from icp import ICPConfig
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     _ = ICPConfig(gain=0.5).save_pretrained(folder)
+            ...     config = ICPConfig.from_pretrained(folder, target_entropy=2.0, regimes={"coherent": 0.5})
+            >>> config.gain, config.target_entropy, config.regimes.coherent, config.regimes.rigid_entropy
+            (0.5, 2.0, 0.5, 0.5)
+        """
+        if not isinstance(pretrained_path, (str, os.PathLike)):
+            raise TypeError(f"`pretrained_path` (={pretrained_path!r}) has to be a path (str or os.PathLike).")
+        given = Path(pretrained_path)
+        path = given / CONFIG_NAME if given.is_dir() else given
+        if not path.is_file():
+            where = (
+                f"the directory {str(given)!r} has no {CONFIG_NAME}"
+                if given.is_dir()
+                else f"{str(given)!r} does not exist"
+            )
+            raise FileNotFoundError(
+                f"Cannot load an ICP config from `pretrained_path` (={str(pretrained_path)!r}): {where}. Pass a "
+                f"directory written by `ICPConfig.save_pretrained` or the path of its {CONFIG_NAME} (local paths "
+                "only, not Hub ids)."
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{str(path)!r} is not valid JSON: {err}.") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{str(path)!r} has to hold a JSON object of ICPConfig fields, got {type(data).__name__}.")
+        data = {k: v for k, v in data.items() if k not in _METADATA_KEYS}
+        _check_keys(data, f"{str(path)!r}")
+        if overrides:
+            unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+            if unknown:
+                raise TypeError(
+                    f"Unknown ICPConfig override(s) {unknown} for `from_pretrained`; allowed are the ICPConfig "
+                    f"fields {sorted(f.name for f in fields(cls))}."
+                )
+            for key, value in overrides.items():
+                if key in _NESTED_CLASSES and isinstance(value, dict):
+                    _check_keys({key: value}, "the overrides")
+                    stored = data.get(key)
+                    data[key] = {**(stored if isinstance(stored, dict) else {}), **value}
+                else:
+                    data[key] = value.to_dict() if key in _NESTED_CLASSES and hasattr(value, "to_dict") else value
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            source = f"{str(path)!r} with the overrides {sorted(overrides)}" if overrides else f"{str(path)!r}"
+            raise ValueError(f"Invalid ICP config from {source}: {err}") from err
+
+
+def _json_scalar(value: Any) -> Any:
+    """`json.dumps`'s fallback: numpy scalars (a field set from a computed value) as Python numbers."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    raise TypeError(f"ICPConfig value {value!r} ({type(value).__name__}) cannot be written as JSON.")
+
+
+_NESTED_CLASSES: dict[str, type] = {
+    "regimes": RegimeThresholds,
+    "loop": LoopConfig,
+    "divergence": DivergenceConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    """Raises a ValueError naming every key of `data` (nested ones as `group.key`) that is not a field."""
+    allowed = sorted(f.name for f in fields(ICPConfig))
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in {source}; allowed keys are the ICPConfig fields {allowed}.")
+    for key, cls in _NESTED_CLASSES.items():
+        value = data.get(key)
+        if value is None or not isinstance(value, dict):
+            continue  # a missing group takes its defaults; a wrong type is reported by validation
+        known = sorted(f.name for f in fields(cls))
+        extra = sorted(set(value) - set(known))
+        if extra:
+            raise ValueError(
+                f"Unknown key(s) {[f'{key}.{k}' for k in extra]} in {source}; allowed keys of `{key}` "
+                f"({cls.__name__}) are {known}."
+            )

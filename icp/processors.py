@@ -28,7 +28,7 @@ import warnings
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
 from .cards import ICPCardWarning, ModelCard, find_card, load_card
 from .config import ICPConfig
@@ -606,3 +606,75 @@ class ICP(LogitsProcessorList):
             "logits_processor": self,
             "stopping_criteria": self.stopping_criteria,
         }
+
+    def generation_config(self, base: GenerationConfig | None = None) -> GenerationConfig:
+        """A `transformers.GenerationConfig` that makes ICP the whole sampling policy of `generate()`.
+
+        Sets `do_sample=True`, `num_beams=1` and every sampling warper that generate() would apply after
+        ICP to its "off" value: `temperature=1.0`, `top_k=0`, `top_p=1.0`, `typical_p=1.0`,
+        `epsilon_cutoff=0.0`, `eta_cutoff=0.0`, `min_p=None`, `top_h=None`. `top_k` is 0, not `None`:
+        generate() fills a `None` from `model.generation_config` and then from its global default,
+        top-k=50. Everything else (`eos_token_id`, `pad_token_id`, `max_new_tokens`, repetition
+        penalties and other processors that run before ICP, ...) comes from `base`.
+
+        The sampling fields are those of [`ICP.generation_kwargs`]; its `logits_processor` and
+        `stopping_criteria` are not generation settings (`GenerationConfig(**icp.generation_kwargs())`
+        raises "Argument `logits_processor` is not a valid argument of `GenerationConfig`"), so pass them to
+        generate() next to the config: `generate(..., generation_config=icp.generation_config(),
+        logits_processor=icp, stopping_criteria=icp.stopping_criteria)`.
+
+        `min_p` and `top_h` are off only as `None`, which generate() refills from `model.generation_config`:
+        if the model's own config sets them, clear them there (`model.generation_config.min_p = None`)
+        or ICP warns ([`ICPCompositionWarning`]) that they apply after it. With `control=False` ICP only
+        observes, so this config samples the model's untempered distribution.
+
+        Args:
+            base (`transformers.GenerationConfig`, *optional*): the config to start from, e.g.
+                `model.generation_config`; it is copied, never changed. Defaults to an empty
+                `GenerationConfig()` (generate() then fills the unset fields from the model's).
+
+        Returns:
+            `transformers.GenerationConfig`: a new, validated config.
+
+        Example:
+            >>> import torch
+            >>> from transformers import LlamaConfig, LlamaForCausalLM
+            >>> from icp import ICP
+            >>> _ = torch.manual_seed(0)
+            >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+            ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+            >>> icp = ICP(model)
+            >>> config = icp.generation_config(model.generation_config)
+            >>> config.do_sample, config.temperature, config.top_k, config.top_p
+            (True, 1.0, 0, 1.0)
+            >>> config.max_new_tokens = 4
+            >>> out = model.generate(torch.tensor([[1, 2, 3]]), generation_config=config, logits_processor=icp,
+            ...     stopping_criteria=icp.stopping_criteria)
+            >>> icp.trace.to_dict()["entropy"].shape
+            (1, 4)
+        """
+        import copy
+
+        if base is None:
+            config = GenerationConfig()
+        elif isinstance(base, GenerationConfig):
+            config = copy.deepcopy(base)
+        else:
+            raise TypeError(
+                f"`base` (={base!r}, a {type(base).__name__}) has to be a transformers.GenerationConfig (e.g. "
+                "`model.generation_config`) or None; for keyword arguments, start from "
+                "`GenerationConfig(**settings)`."
+            )
+        not_settings = ("logits_processor", "stopping_criteria")
+        sampling = {k: v for k, v in self.generation_kwargs().items() if k not in not_settings}
+        config.update(
+            **sampling,
+            num_beams=1,
+            typical_p=1.0,
+            epsilon_cutoff=0.0,
+            eta_cutoff=0.0,
+            min_p=None,
+            top_h=None,
+        )
+        config.validate()
+        return config

@@ -27,6 +27,7 @@ __all__ = [
     "Trace",
     "TrackingConfig",
     "UnsupportedDecodingError",
+    "custom_generate_path",
     "load_default_model",
 ]
 
@@ -37,4 +38,8 @@ def __getattr__(name):
         from . import models
 
         return getattr(models, name)
+    if name == "custom_generate_path":  # ICP as a transformers `custom_generate` method (icp.custom_generate_method)
+        from .custom_generate_method import custom_generate_path
+
+        return custom_generate_path
     raise AttributeError(f"module 'icp' has no attribute {name!r}")

@@ -191,8 +191,8 @@ class DecodingState:
         if self._trace_cache is not None and self._trace_cache.metadata.get("_step") == self.step:
             return self._trace_cache
         steps = self.step
-        # The one host copy of the generation (finalise once).
-        host = {name: t[:, :steps].cpu().numpy() for name, t in self.buffers.data.items()}  # finalise once
+        # The one host copy of the generation (finalisation).
+        host = {name: t[:, :steps].cpu().numpy() for name, t in self.buffers.data.items()}
         meta = dict(metadata or {})
         meta["_step"] = steps
         meta["prompt_length"] = self.prompt_length
@@ -200,8 +200,8 @@ class DecodingState:
             meta["generation_context"] = self.context.to_dict()
         trace = Trace(
             host,
-            self.stop_reason.cpu().numpy(),  # finalise once
-            self.stop_step.cpu().numpy(),  # finalise once
+            self.stop_reason.cpu().numpy(),
+            self.stop_step.cpu().numpy(),
             meta,
         )
         self._trace_cache = trace

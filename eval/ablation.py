@@ -240,6 +240,21 @@ def markdown(summary: dict, reference: str) -> str:
         for variant, entry in by_variant.items():
             lines.append(f"| {variant} | " + " | ".join(_fmt(entry.get(key), scale) for _, key, scale in columns) + " |")
         lines.append("")
+        law = {v: e for v, e in by_variant.items() if "icp_T" in e}
+        if law:
+            lines += [
+                f"How the law moved T on {task} (per row, then averaged over rows and seeds):",
+                "",
+                "| variant | mean T | lag-1 autocorrelation of T | share at T_min | share at T_max | mean abs(ΔT) per step |",
+                "|---|---|---|---|---|---|",
+            ]
+            for variant, entry in law.items():
+                lines.append(
+                    f"| {variant} | "
+                    + " | ".join(f"{entry[k]['mean']:.3f}" if k in entry else "–" for k in LAW_MEASURES)
+                    + " |"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 

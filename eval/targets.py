@@ -11,8 +11,8 @@ MET / NOT MET. Results are keyed by task (files in the earlier suite layout are 
 2. QA (the tasks of `qa`, `knowledge`, `reading`, `grounded_qa`): ICP's accuracy is at least greedy's minus 1 point, and with ICP's divergence
    stop as abstention, its accuracy on answered questions is above greedy's.
 3. Detection (the tasks of those suites and `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
-   U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob,
-   sequence log-likelihood, mean log-likelihood).
+   U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob, sequence,
+   mean and minimum token log-likelihood, answer length), with the paired interval of the difference.
 
 Run:
     python eval/targets.py outputs/results.json
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench.results import load, tasks_of_suite, upgrade  # noqa: E402
 from bench.tasks import HALLUCINATION_SUITES, QA_SUITES  # noqa: E402
 
-PLAIN = ("mean_entropy", "max_prob", "seq_loglik", "mean_loglik")
+from bench.scoring import PLAIN_SIGNALS as PLAIN  # noqa: E402
 OPEN_ENDED = ("loops", "instruct")
 DETECTION = HALLUCINATION_SUITES
 MARGIN, AUROC_GAIN, QA_SLACK = 0.01, 0.03, 0.01
@@ -138,10 +138,18 @@ def check_detection(run: dict) -> bool | None:
         best_plain = max(plain, key=lambda s: plain[s] if math.isfinite(plain[s]) else -1)
         ok = ours >= plain[best_plain] + AUROC_GAIN
         verdicts.append(ok)
+        intervals = run.get("intervals", {}).get(task, {}).get("icp", {})
+        paired = "; ".join(
+            f"{s} - best plain {icp[f'auroc_diff_{s}']:+.3f} (paired 95 % "
+            f"[{intervals.get(f'auroc_diff_{s}', [math.nan] * 2)[0]:+.3f}, "
+            f"{intervals.get(f'auroc_diff_{s}', [math.nan] * 2)[1]:+.3f}])"
+            for s in ("icp_F", "icp_U")
+            if f"auroc_diff_{s}" in icp
+        )
         print(
             f"[{task}] on ICP's answers: AUROC F {icp.get('auroc_icp_F', math.nan):.3f}, U "
             f"{icp.get('auroc_icp_U', math.nan):.3f}; best plain {best_plain} {plain[best_plain]:.3f} (+{AUROC_GAIN}): "
-            f"{_verdict(ok)}"
+            f"{_verdict(ok)}" + (f"; {paired}" if paired else "")
         )
     return all(verdicts) if verdicts else None
 

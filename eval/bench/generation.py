@@ -74,7 +74,8 @@ def answer_lengths(generated: torch.Tensor, stop_ids: set[int]) -> torch.Tensor:
 
 
 def plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, lengths: torch.Tensor) -> dict:
-    """Mean entropy, mean top probability and log-likelihood of each row's answer under the raw model."""
+    """Mean entropy, mean top probability, log-likelihood (sum, mean, and the least likely token's) of each
+    row's answer under the raw model."""
     steps = len(logits)
     valid = torch.arange(steps).unsqueeze(0) < lengths.clamp(min=1).unsqueeze(1)  # the EOS step when empty
     entropy = torch.empty(generated.shape[0], steps)
@@ -92,6 +93,7 @@ def plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, len
         "mean_max_prob": (torch.where(valid, top, 0.0).sum(1) / count).tolist(),
         "seq_loglik": loglik.tolist(),
         "mean_loglik": (loglik / count).tolist(),
+        "min_loglik": torch.where(valid, chosen, torch.full_like(chosen, math.inf)).amin(1).tolist(),
     }
 
 

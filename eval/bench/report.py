@@ -39,8 +39,9 @@ _TEXT_COLUMNS = [
     ("mean_tokens", True),
 ]
 _DETECTION_COLUMNS = [
-    (f"auroc_{signal}", True) for signal in ("icp_F", "icp_U", "mean_entropy", "max_prob", "seq_loglik", "mean_loglik")
-]
+    (f"auroc_{signal}", True)
+    for signal in ("icp_F", "icp_U", "mean_entropy", "max_prob", "seq_loglik", "mean_loglik", "min_loglik", "answer_length")
+] + [("auroc_diff_icp_F", True), ("auroc_diff_icp_U", True)]
 _QA_COLUMNS = [
     ("accuracy", True),
     ("exact_match", True),

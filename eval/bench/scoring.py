@@ -21,7 +21,7 @@ import numpy as np
 
 from .tasks import QA_SUITES
 
-__all__ = ["METRIC_DIR", "SIGNALS", "MetricBank", "score_task", "tuning_score", "uncertainties"]
+__all__ = ["METRIC_DIR", "PLAIN_SIGNALS", "SIGNALS", "MetricBank", "score_task", "tuning_score", "uncertainties"]
 
 METRIC_DIR = Path(__file__).resolve().parent.parent / "metrics"
 
@@ -33,7 +33,13 @@ SIGNALS: dict[str, tuple[str, float]] = {
     "max_prob": ("mean_max_prob", -1.0),
     "seq_loglik": ("seq_loglik", -1.0),
     "mean_loglik": ("mean_loglik", -1.0),
+    "min_loglik": ("min_loglik", -1.0),
+    # Longer answers are less certain: for short answers the literature finds length a strong baseline.
+    "answer_length": ("n_tokens", 1.0),
 }
+
+#: The plain signals (not ICP's), among which the best is the bar for F and U.
+PLAIN_SIGNALS = ("mean_entropy", "max_prob", "seq_loglik", "mean_loglik", "min_loglik", "answer_length")
 
 
 class MetricBank:
@@ -134,6 +140,8 @@ def uncertainties(rows: list[dict], name: str) -> list[float] | None:
 
 def _score_detection(bank, rows, correct, resamples, out, ci) -> None:
     detector = bank("selective_prediction")
+    used = resamples[: max(1, len(resamples) // 2)]
+    per_resample: dict[str, list[float]] = {}
     for name in SIGNALS:
         uncertainty = uncertainties(rows, name)
         if uncertainty is None:
@@ -142,13 +150,39 @@ def _score_detection(bank, rows, correct, resamples, out, ci) -> None:
         out[f"auroc_{name}"] = float(values["auroc"])
         out[f"prr_{name}"] = float(values["prr"])
         samples = []
-        for idx in resamples[: max(1, len(resamples) // 2)]:
+        for idx in used:
             labels = [int(correct[i]) for i in idx]
+            auroc = math.nan
             if 0 < sum(labels) < len(labels):
-                samples.append(
-                    float(detector.compute(uncertainty=[uncertainty[i] for i in idx], correct=labels)["auroc"])
-                )
+                auroc = float(detector.compute(uncertainty=[uncertainty[i] for i in idx], correct=labels)["auroc"])
+            samples.append(auroc)
+        per_resample[name] = samples
         ci[f"auroc_{name}"] = _interval(samples)
+    _paired_against_best_plain(out, ci, per_resample)
+
+
+def _paired_against_best_plain(out: dict, ci: dict, per_resample: dict[str, list[float]]) -> None:
+    """`auroc_diff_<signal>`: each of ICP's signals' AUROC minus the best plain signal's, with a paired interval
+    (the same resampled answers for both), and `best_plain_auroc`.
+
+    Example:
+        >>> out = {"auroc_icp_F": 0.8, "auroc_mean_entropy": 0.7, "auroc_max_prob": 0.6}
+        >>> ci = {}
+        >>> _paired_against_best_plain(out, ci, {"icp_F": [0.8, 0.9], "mean_entropy": [0.7, 0.7], "max_prob": [0.5, 0.6]})
+        >>> round(out["auroc_diff_icp_F"], 3), out["best_plain_auroc"], [round(x, 3) for x in ci["auroc_diff_icp_F"]]
+        (0.1, 0.7, [0.103, 0.198])
+    """
+    plain = [s for s in PLAIN_SIGNALS if f"auroc_{s}" in out and math.isfinite(out[f"auroc_{s}"])]
+    if not plain:
+        return
+    best = max(plain, key=lambda s: out[f"auroc_{s}"])
+    out["best_plain_auroc"] = out[f"auroc_{best}"]
+    for name in ("icp_F", "icp_U"):
+        if f"auroc_{name}" not in out:
+            continue
+        out[f"auroc_diff_{name}"] = out[f"auroc_{name}"] - out[f"auroc_{best}"]
+        pairs = [a - b for a, b in zip(per_resample.get(name, []), per_resample.get(best, []))]
+        ci[f"auroc_diff_{name}"] = _interval([d for d in pairs if math.isfinite(d)])
 
 
 def score_task(

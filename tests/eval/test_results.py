@@ -165,7 +165,7 @@ def test_committed_targets_read_the_same_numbers_after_conversion(capsys):
     assert targets.main([str(p) for p in paths]) == 0
     out = capsys.readouterr().out
     assert "icp                  0.456 (± 0.009, 3)" in out
-    assert "summary: loops_webtext MET, instruct_wikitext NOT MET, nq_open MET, detection NOT MET" in out
+    assert "summary: loops_webtext MET, instruct_wikitext NOT MET, nq_open MET, halueval_qa NOT MET, detection NOT MET" in out
 
 
 def test_run_py_loads_as_icp_eval_loads_it():

@@ -1,7 +1,7 @@
 """icp — the Inference Control Plane: closed-loop control of Hugging Face transformers decoding."""
 
 from .cards import ICPCardWarning
-from .config import DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds, TrackingConfig
+from .config import SEEDS_LAW, DivergenceConfig, ICPConfig, LoopConfig, RegimeThresholds, TrackingConfig
 from .criteria import DivergenceStoppingCriteria, LoopStoppingCriteria
 from .generation_context import ICPCompatibilityWarning, UnsupportedDecodingError
 from .processors import ICP, ICPCompositionWarning, ICPLogitsProcessor
@@ -23,6 +23,7 @@ __all__ = [
     "LoopStoppingCriteria",
     "REGIMES",
     "RegimeThresholds",
+    "SEEDS_LAW",
     "STOP_REASONS",
     "Trace",
     "TrackingConfig",

@@ -15,7 +15,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig", "TrackingConfig"]
+__all__ = ["ICPConfig", "RegimeThresholds", "LoopConfig", "DivergenceConfig", "TrackingConfig", "SEEDS_LAW"]
+
+#: The cold law's base temperature (`ICPConfig.initial_temperature`): the warmest of 0.5, 0.3, 0.2, 0.1 whose
+#: accuracy on the knowledge and reading dev splits is within 1 point of greedy's, else the coldest
+#: (`python eval/ablation.py --split dev`, docs/control.md). On knowledge dev: 0.438, 0.460, 0.473 against
+#: greedy's 0.487, so 0.1.
+COLD_TEMPERATURE = 0.1
+
+#: The seeds' law, as ICP ran it before the cold law: lagging entropy feedback (gain 0.3) toward
+#: `target_entropy` from T0 = 1, T_min = 0.2. `ICP(model, **SEEDS_LAW)` or `ICPConfig(**SEEDS_LAW)` brings it back.
+SEEDS_LAW: dict[str, float] = {"gain": 0.3, "initial_temperature": 1.0, "min_temperature": 0.2}
 
 CoherenceSource = Literal["auto", "embedding", "hidden", "logits"]
 MetaUncertaintyKind = Literal["entropy_volatility", "varentropy"]
@@ -260,14 +270,17 @@ class ICPConfig:
         target_entropy (`float`, *optional*, defaults to 1.5): H*, the entropy (nats) of the tempered
             distribution softmax(z/T) the controller steers each row toward. Must not exceed
             log(vocab size).
-        gain (`float`, *optional*, defaults to 0.3): η of the feedback law on log-temperature, >= 0. 0
-            turns the entropy feedback off: T then stays at `initial_temperature` except where the
-            regime dissipation moves it (heating rigid rows, cooling unstable ones), and the leak
-            pulls it back.
-        min_temperature (`float`, *optional*, defaults to 0.2): lower bound of T, at least 1e-3.
+        gain (`float`, *optional*, defaults to 0.0): η of the entropy feedback on log-temperature, >= 0.
+            The default 0 is the cold law: T stays at `initial_temperature`, heated only while a row is
+            rigid (looping) and cooled while it is unstable (the regime dissipation, `heat_rate` and
+            `cool_rate`), the leak pulling it back. A gain > 0 adds the seeds' lagging feedback toward
+            `target_entropy` ([`SEEDS_LAW`] restores that law as ICP had it: gain 0.3, T0 1.0). Why the
+            cold law: docs/control.md (the ablation on the suite's dev splits).
+        min_temperature (`float`, *optional*, defaults to 0.1): lower bound of T, at least 1e-3 (0.2 in the
+            seeds' law).
         max_temperature (`float`, *optional*, defaults to 1.5): upper bound of T.
-        initial_temperature (`float`, *optional*, defaults to 1.0): T at the first step; the leak
-            pulls log T back toward it.
+        initial_temperature (`float`, *optional*, defaults to 0.1): T at the first step, and the cold
+            law's base temperature; the leak pulls log T back toward it.
         leak (`float`, *optional*, defaults to 0.02): share of (log T - log T0) removed each step, in
             [0, 1); keeps the controller from drifting on long generations.
         cool_rate (`float`, *optional*, defaults to 0.15): log-temperature removed per unstable step.
@@ -328,10 +341,10 @@ class ICPConfig:
     """
 
     target_entropy: float = 1.5
-    gain: float = 0.3
-    min_temperature: float = 0.2
+    gain: float = 0.0
+    min_temperature: float = 0.1
     max_temperature: float = 1.5
-    initial_temperature: float = 1.0
+    initial_temperature: float = COLD_TEMPERATURE
     leak: float = 0.02
     cool_rate: float = 0.15
     heat_rate: float = 0.15

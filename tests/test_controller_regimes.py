@@ -360,7 +360,7 @@ ICP_BAD = [
     ({"initial_temperature": -1.0}, "initial_temperature", -1.0),
     ({"min_temperature": 2.0, "max_temperature": 1.0}, "min_temperature", 2.0),
     ({"initial_temperature": 3.0}, "initial_temperature", 3.0),
-    ({"initial_temperature": 0.1}, "initial_temperature", 0.1),
+    ({"initial_temperature": 0.05}, "initial_temperature", 0.05),
     ({"target_entropy": -0.1}, "target_entropy", -0.1),
     ({"target_entropy": INF}, "target_entropy", INF),
     ({"gamma": NAN}, "gamma", NAN),

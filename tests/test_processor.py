@@ -11,7 +11,7 @@ import torch
 from helpers import VOCAB, prompt, tiny_llama
 from transformers import LogitsProcessor, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
-from icp import ICP, ICPCompositionWarning, ICPConfig, UnsupportedDecodingError
+from icp import SEEDS_LAW, ICP, ICPCompositionWarning, ICPConfig, UnsupportedDecodingError
 from icp.processors import ICPLogitsProcessor
 
 
@@ -68,7 +68,7 @@ def test_observer_mode_returns_logits_untouched_with_zero_kl():
 
 
 def test_temperature_stays_within_bounds_and_differs_between_rows(model):
-    icp = ICP(model, min_temperature=0.5, max_temperature=1.2)
+    icp = ICP(model, **{**SEEDS_LAW, "min_temperature": 0.5, "max_temperature": 1.2})
     generate(model, icp, inputs=prompt(batch=6), max_new_tokens=24)
     temperature = icp.trace["temperature"]
     assert np.nanmin(temperature) >= 0.5 - 1e-6
@@ -81,7 +81,7 @@ def test_rows_are_controlled_independently():
     base = torch.randn(40, 3, VOCAB)
 
     def run(logits):
-        proc = ICPLogitsProcessor(ICPConfig(target_entropy=2.0))
+        proc = ICPLogitsProcessor(ICPConfig(**SEEDS_LAW, target_entropy=2.0))  # the entropy feedback
         for t in range(logits.shape[0]):
             proc(torch.ones(3, 2 + t, dtype=torch.long), logits[t])
         return proc.state.buffers.data["temperature"][:, :40]
@@ -170,7 +170,7 @@ def test_unknown_option_is_refused():
 
 
 def test_reuse_starts_clean_with_new_shapes(model):
-    icp = ICP(model)
+    icp = ICP(model, **SEEDS_LAW)  # the feedback moves T, so a carried state would show at step 0
     generate(model, icp, inputs=prompt(batch=4, length=5), max_new_tokens=12)
     first = icp.trace
     generate(model, icp, inputs=prompt(batch=2, length=7), max_new_tokens=5)
@@ -185,7 +185,7 @@ def test_reuse_starts_clean_with_new_shapes(model):
 def test_reuse_starts_clean_when_shapes_line_up(model):
     """The second prompt is as long as the first generation's next input would be: only the KV-cache
     identity seen by the model hook tells a new generation from the next step."""
-    icp = ICP(model)
+    icp = ICP(model, **SEEDS_LAW)  # the feedback moves T, so a carried state would show at step 0
     generate(model, icp, inputs=prompt(batch=2, length=5), max_new_tokens=6)
     generate(model, icp, inputs=prompt(batch=2, length=11, seed=3), max_new_tokens=4)
     trace = icp.trace
@@ -560,3 +560,25 @@ def test_zero_gain_holds_the_initial_temperature_unless_dissipation_moves_it(mod
     regimes = icp.trace["regime"]
     moved = ~np.isclose(icp.trace["temperature"], 0.4, rtol=1e-5)
     assert moved.any() == ((regimes == 0) | (regimes == 3)).any()
+
+
+def test_the_default_law_is_cold_and_heats_only_rows_that_turned_rigid(model):
+    """The cold law: no step is hotter than T0 until its row has been rigid (looping at low entropy)."""
+    icp = ICP(model, card=None)
+    assert icp.config.gain == 0.0 and icp.config.initial_temperature < 1.0
+    generate(model, icp, inputs=prompt(batch=6, seed=4), max_new_tokens=40)
+    temperature, regimes = icp.trace["temperature"], icp.trace["regime"]
+    t0 = icp.config.initial_temperature
+    been_rigid = np.maximum.accumulate(regimes == 0, axis=1)
+    heated = np.nan_to_num(temperature, nan=0.0) > t0 * (1 + 1e-5)
+    # T of step t is set after step t's dissipation: a rigid step heats itself and the steps after it.
+    assert not (heated & ~been_rigid).any()
+
+
+def test_seeds_law_restores_the_lagging_feedback(model):
+    config = ICPConfig(**SEEDS_LAW)
+    assert (config.gain, config.initial_temperature, config.min_temperature) == (0.3, 1.0, 0.2)
+    icp = ICP(model, card=None, **SEEDS_LAW)
+    generate(model, icp, inputs=prompt(batch=3), max_new_tokens=16)
+    temperature = icp.trace["temperature"]
+    assert np.nanstd(temperature[:, 1:]) > 0.01  # the feedback moves T every step

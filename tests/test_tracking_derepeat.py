@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from icp import ICP, ICPConfig, TrackingConfig
+from icp import SEEDS_LAW, ICP, ICPConfig, TrackingConfig
 from icp.baselines import DRYLogitsProcessor
 from icp.controller import CriticalRegionTracker
 from icp.processors import ICPLogitsProcessor
@@ -142,7 +142,7 @@ def _tiny_model(vocab: int = 64) -> LlamaForCausalLM:
 
 def test_trace_records_moving_bounded_targets_with_embedding_coherence():
     model = _tiny_model()
-    icp = ICP(model, target_entropy=2.0, tracking={"rate": 0.2, "bound": 0.5})
+    icp = ICP(model, **SEEDS_LAW, target_entropy=2.0, tracking={"rate": 0.2, "bound": 0.5})
     torch.manual_seed(0)
     model.generate(torch.randint(0, 64, (4, 6)), max_new_tokens=24, **icp.generation_kwargs())
     d = icp.trace.to_dict()
@@ -159,7 +159,7 @@ def test_target_is_fixed_without_embedding_coherence_or_with_rate_zero():
     model = _tiny_model()
     for icp in (
         ICP(model, coherence="logits", target_entropy=2.0),
-        ICP(model, target_entropy=2.0, tracking={"rate": 0.0}),
+        ICP(model, **SEEDS_LAW, target_entropy=2.0, tracking={"rate": 0.0}),
     ):
         torch.manual_seed(0)
         model.generate(torch.randint(0, 64, (2, 5)), max_new_tokens=8, **icp.generation_kwargs())
@@ -190,7 +190,7 @@ def _step_through(processor: ICPLogitsProcessor, prompt: list[int], generated: l
 
 
 def test_derepetition_penalises_repeats_of_the_generated_text_and_of_the_prompt_only_when_asked():
-    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9}
+    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9, "initial_temperature": 1.0}
     # Generated "a b c a b": c would extend the repeat "a b" (L = 2): 1 nat, tempered by T = 1.
     logq = _step_through(ICPLogitsProcessor(ICPConfig(**config)), [5], [10, 11, 12, 10, 11])
     assert float(logq[0, 12] - logq[0, 13]) == pytest.approx(-1.0, abs=1e-4)
@@ -206,8 +206,9 @@ def test_derepetition_lowers_the_token_that_would_extend_a_repeat():
     # Context "a b c a b": c would extend the repeat "a b" to "a b c" (L = 2 for candidate c).
     ids = torch.tensor([[10, 11, 12, 10, 11]])
     scores = torch.zeros(1, 20)
-    on = ICPLogitsProcessor(ICPConfig(min_p=0.0, derepeat_penalty=1.0, derepeat_prompt=True, tracking={"rate": 0.0}))
-    off = ICPLogitsProcessor(ICPConfig(min_p=0.0, derepeat_penalty=0.0, tracking={"rate": 0.0}))
+    at_one = {"min_p": 0.0, "tracking": {"rate": 0.0}, "initial_temperature": 1.0}
+    on = ICPLogitsProcessor(ICPConfig(**at_one, derepeat_penalty=1.0, derepeat_prompt=True))
+    off = ICPLogitsProcessor(ICPConfig(**at_one, derepeat_penalty=0.0))
     logq_on, logq_off = on(ids, scores.clone()), off(ids, scores.clone())
     # Both start at T = 1; the penalised token is exactly 1 nat below the others.
     assert float(logq_on[0, 12] - logq_on[0, 13]) == pytest.approx(-1.0, abs=1e-5)
@@ -231,7 +232,7 @@ def test_a_sliding_window_keeps_the_last_columns_of_the_full_history(seed, n, wi
 
 
 def test_derepetition_window_bounds_the_state_and_still_catches_recent_repeats():
-    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9}
+    config = {"min_p": 0.0, "derepeat_penalty": 1.0, "tracking": {"rate": 0.0}, "heat_rate": 0.0, "gain": 1e-9, "initial_temperature": 1.0}
     processor = ICPLogitsProcessor(ICPConfig(**config, derepeat_window=6))
     logq = _step_through(processor, [5], [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 10, 11])
     assert processor.state.repeat_lengths.shape == (1, 5)  # window 6: five candidate positions

@@ -10,7 +10,7 @@ one setting is its override set, so the generation cache tells variants apart.
 | `icp_no_derepeat` | no de-repetition penalty (`derepeat_penalty=0`) |
 | `icp_no_min_p` | no min-p truncation (`min_p=0`) |
 | `icp_no_stops` | no loop or divergence stop (the stopping criteria are not passed; ICP still records) |
-| `icp_tracking` | the critical-region tracker on (`tracking.rate=0.05`; the card keeps it off) |
+| `icp_tracking` | the seeds' law with the critical-region tracker on (`tracking.rate=0.05`; it moves the target the feedback steers to, so it needs `gain` > 0) |
 | `icp_no_dissipation` | no heating of rigid rows and no cooling of unstable ones (`heat_rate=cool_rate=0`) |
 | `icp_cold` | the cold law: no entropy feedback (`gain=0`), T held at a cold `initial_temperature` (default 0.3), rows heated only while rigid (looping) and cooled while unstable |
 | `icp_target` | the seeds' law steering toward a given `target_entropy` (for the critical-region sweep) |
@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from icp.config import SEEDS_LAW  # the seeds' law: gain 0.3 toward H* from T0 = 1
+
 from .decoders import DecoderSpec, GenerationPlan
 
 __all__ = ["ABLATIONS", "AT_PARAMETER", "CARD_TEMPERATURE", "SEEDS_LAW"]
@@ -35,8 +37,6 @@ __all__ = ["ABLATIONS", "AT_PARAMETER", "CARD_TEMPERATURE", "SEEDS_LAW"]
 #: The default model card's temperature at its target entropy H* (`heat_capacity.temperature_at_target_entropy`).
 CARD_TEMPERATURE = 0.891
 
-#: The seeds' law: lagging entropy feedback toward H* from T0 = 1 (ICP's defaults before the cold law).
-SEEDS_LAW = {"gain": 0.3, "initial_temperature": 1.0}
 
 #: What `<variant>@<value>` sets in `eval/ablation.py` (e.g. `icp_cold@0.5`, `icp_target@3.0`).
 AT_PARAMETER = {"icp_frozen": "initial_temperature", "icp_cold": "initial_temperature", "icp_target": "target_entropy"}
@@ -101,7 +101,11 @@ ABLATIONS: dict[str, DecoderSpec] = {
         _variant("icp_no_derepeat", "ICP without its de-repetition penalty", {"derepeat_penalty": 0.0}),
         _variant("icp_no_min_p", "ICP without min-p truncation", {"min_p": 0.0}),
         _variant("icp_no_stops", "ICP without its loop and divergence stops", {}, stops=False),
-        _variant("icp_tracking", "ICP with the critical-region tracker on", {"tracking": {"rate": 0.05}}),
+        _variant(
+            "icp_tracking",
+            "the seeds' law with the critical-region tracker on (the tracker needs the entropy feedback)",
+            {**SEEDS_LAW, "tracking": {"rate": 0.05}},
+        ),
         _variant("icp_no_dissipation", "ICP without regime dissipation", {"heat_rate": 0.0, "cool_rate": 0.0}),
         _variant("icp_seeds_law", "ICP with the seeds' entropy-feedback law (gain 0.3, T0 1.0)", dict(SEEDS_LAW)),
     ]

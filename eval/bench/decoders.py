@@ -274,7 +274,7 @@ DECODERS: dict[str, DecoderSpec] = {
         DecoderSpec(
             "icp",
             "the Inference Control Plane: closed-loop temperature, loop and divergence stops",
-            ({}, {"target_entropy": 2.5}, {"tracking": {"rate": 0.05}}),
+            ({}, {"initial_temperature": 0.3}, {"initial_temperature": 0.2}),
             build_icp_plan,
             "icp",
         ),

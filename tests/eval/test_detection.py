@@ -57,3 +57,96 @@ def test_the_paired_margin_of_a_signal_against_itself_is_zero():
     ci = {}
     _paired_against_best_plain(out, ci, {"icp_F": [0.6, 0.7, 0.8], "mean_entropy": [0.6, 0.7, 0.8]})
     assert out["auroc_diff_icp_F"] == 0.0 and ci["auroc_diff_icp_F"] == [0.0, 0.0]
+
+
+def test_the_best_plain_signal_is_named_and_its_own_paired_difference_is_zero():
+    correct = [True, False] * 6
+    rows = [
+        {"n_tokens": 2 if c else 9, "mean_entropy": float(i % 3), "icp_F": float(i), "icp_U": 1.0}
+        for i, c in enumerate(correct)
+    ]
+    import numpy as np
+
+    resamples = np.random.default_rng(1).integers(0, len(rows), size=(30, len(rows)))
+    out, ci = {}, {}
+    _score_detection(MetricBank(), rows, correct, resamples, out, ci)
+    assert out["best_plain"] == "answer_length"
+    assert out["auroc_diff_answer_length"] == 0.0 and ci["auroc_diff_answer_length"] == [0.0, 0.0]
+    # every signal is paired against it, plain ones too
+    assert out["auroc_diff_mean_entropy"] == pytest.approx(out["auroc_mean_entropy"] - 1.0)
+    assert ci["auroc_diff_mean_entropy"][1] <= 0.0
+
+
+def test_same_coverage_thresholding_answers_exactly_k_rows():
+    import numpy as np
+
+    from bench.scoring import most_confident
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 17):
+        u = rng.normal(size=n)
+        for k in range(n + 1):
+            w = most_confident(u, k)
+            assert sorted(w.tolist()) == [0.0] * (n - k) + [1.0] * k  # no ties: k rows, whole
+            assert set(np.flatnonzero(w)) == set(np.argsort(u)[:k])  # the k least uncertain
+    ties = most_confident([5, 1, 3, 3, 3, 9], 3)  # row 1, then two of the three rows tied at 3
+    assert ties.sum() == pytest.approx(3.0)
+    assert ties.tolist() == pytest.approx([0, 1, 2 / 3, 2 / 3, 2 / 3, 0])
+    with pytest.raises(ValueError, match="`k`"):
+        most_confident([1, 2], 3)
+
+
+def test_same_coverage_comparison_by_hand_and_paired():
+    import numpy as np
+
+    from bench.scoring import same_coverage_comparison
+
+    # ICP abstains on rows 4 and 5; the signal's most confident 4 rows are 0, 1, 2, 3: rows 4 and 5 as well.
+    answered = [True, True, True, True, False, False]
+    uncertainty = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    correct = [True, False, True, True, False, True]
+    resamples = np.random.default_rng(0).integers(0, 6, size=(50, 6))
+    values, ci = same_coverage_comparison(answered, uncertainty, correct, resamples)
+    assert values["selective_coverage"] == pytest.approx(4 / 6)
+    assert values["selective_icp_accuracy"] == pytest.approx(3 / 4)
+    assert values["selective_threshold_accuracy"] == pytest.approx(3 / 4)
+    # the same rows answered in every resample too: the paired difference is exactly 0
+    assert values["selective_diff"] == 0.0 and ci["selective_diff"] == [0.0, 0.0]
+    assert ci["selective_coverage"][0] < 4 / 6 < ci["selective_coverage"][1]
+
+    # Now ICP abstains on the one wrong answer, which the signal ranks most confident.
+    answered = [True, False, True, True, True, True]
+    uncertainty = [0.2, 0.1, 0.3, 0.4, 0.5, 0.6]
+    correct = [True, False, True, True, True, True]
+    values, ci = same_coverage_comparison(answered, uncertainty, correct, resamples)
+    assert values["selective_icp_accuracy"] == 1.0 and values["selective_threshold_accuracy"] == pytest.approx(4 / 5)
+    assert values["selective_diff"] == pytest.approx(0.2)
+    assert ci["selective_diff"][0] >= 0.0  # never worse in any resample: it drops the one wrong row
+
+
+def test_score_task_labels_detection_by_the_answer_as_written_and_compares_icp_abstention():
+    from types import SimpleNamespace
+
+    from bench.scoring import score_task
+
+    task = SimpleNamespace(name="t", suite="qa")
+    items = [{"answers": [a]} for a in ("Paris", "Rome", "Oslo", "Bern", "Lima", "Kyiv")]
+    texts = ["Paris", "Madrid", "Oslo", "Vienna, or maybe Graz or Linz", "Lima", "Kyiv"]
+    stops = ["eos", "eos", "divergence", "eos", "eos", "loop"]
+    rows = [
+        {"text": t, "tokens": [1] * len(t.split()), "n_tokens": len(t.split()), "stop_reason": s, "icp_F": 0.0}
+        for t, s in zip(texts, stops)
+    ]
+    values, ci = score_task(task, rows, items, MetricBank(), n_bootstrap=20)
+    # row 2 is right as written but ICP stopped it: an abstention for accuracy, right for detection
+    assert [r["correct"] for r in rows] == [True, False, False, False, True, True]
+    assert [r["answer_correct"] for r in rows] == [True, False, True, False, True, True]
+    assert values["abstention_rate"] == pytest.approx(1 / 6)  # the divergence stop only
+    # answer length is the only plain signal here; the long wrong answer is the least confident
+    assert values["best_plain"] == "answer_length"
+    assert values["selective_coverage"] == pytest.approx(4 / 6)  # loop and divergence stops abstain
+    assert values["selective_icp_accuracy"] == pytest.approx(2 / 4)  # Paris, Madrid, Vienna.., Lima
+    # the threshold answers 4 of the 6: the five one-word answers tie, the long wrong one is left out
+    assert values["selective_threshold_accuracy"] == pytest.approx(4 / 5)
+    assert values["selective_diff"] == pytest.approx(0.5 - 0.8)
+    assert set(ci) >= {"selective_diff", "auroc_diff_icp_F", "auroc_answer_length"}

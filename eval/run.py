@@ -27,9 +27,11 @@ Output: `--out`, a JSON keyed by task as lm-evaluation-harness keys its results 
 task -> decoder -> settings, `higher_is_better` task -> metric -> bool (the task YAML's metric_list),
 `n` and `versions` (the YAML's metadata.version) per task, `tasks` task -> {suite, version, n,
 max_new_tokens, tuned_on}, `group_subtasks` suite -> tasks, and `seeds`, `config`, `packages`, `git_hash`,
-`date`, `runtime_s`, `command`. Beside it `<out>.md` (one table per task, under its suite),
-`<out>.examples.jsonl` (every generation with its signals) and plots (`<out>.loops.png`: loop rate
-against coherence per decoder; `<out>.risk.png`: risk–coverage). Files in the earlier suite-keyed layout
+`date`, `runtime_s`, `command`. Beside it `<out>.md` (one table per task, under its suite; on the QA and
+TruthfulQA tasks also ICP's detection and selective-prediction tables), `<out>.examples.jsonl` (every
+generation with its signals) and plots (`<out>.loops.png`: loop rate against coherence per decoder;
+`<out>.risk.<task>.png`: risk–coverage of each signal on ICP's answers, with ICP's own abstention).
+Files in the earlier suite-keyed layout
 are read by the readers through `bench.results.upgrade`.
 """
 

@@ -232,6 +232,8 @@ def _paired_against_best_plain(out: dict, ci: dict, per_resample: dict[str, list
     best = max(plain, key=lambda s: out[f"auroc_{s}"])
     out["best_plain"] = best
     out["best_plain_auroc"] = out[f"auroc_{best}"]
+    if f"auroc_{best}" in ci:
+        ci["best_plain_auroc"] = ci[f"auroc_{best}"]
     for name in SIGNALS:
         if f"auroc_{name}" not in out:
             continue

@@ -150,3 +150,66 @@ def test_score_task_labels_detection_by_the_answer_as_written_and_compares_icp_a
     assert values["selective_threshold_accuracy"] == pytest.approx(4 / 5)
     assert values["selective_diff"] == pytest.approx(0.5 - 0.8)
     assert set(ci) >= {"selective_diff", "auroc_diff_icp_F", "auroc_answer_length"}
+
+
+def _scored_rows(task_name, decoder, seed, n=40):
+    """Rows of one decoder on a toy QA task, scored as the suite scores them."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from bench.scoring import score_task
+
+    rng = np.random.default_rng(seed)
+    right = rng.random(n) < 0.5
+    items = [{"answers": [f"city{i}"]} for i in range(n)]
+    rows = []
+    for i in range(n):
+        words = int(rng.integers(1, 4)) + (0 if right[i] else int(rng.integers(0, 3)))
+        text = " ".join([f"city{i}" if right[i] else f"town{i}"] + ["so"] * (words - 1))
+        stop = str(rng.choice(["eos", "eos", "eos", "divergence", "loop"])) if decoder == "icp" else "eos"
+        rows.append(
+            {
+                "text": text, "tokens": [1] * words, "n_tokens": words, "stop_reason": stop,
+                "icp_F": float(rng.normal() + (0 if right[i] else 0.5)), "icp_U": float(rng.normal()),
+                "mean_entropy": float(rng.normal()), "mean_max_prob": float(rng.random()),
+                "seq_loglik": float(-rng.random() * words), "mean_loglik": float(-rng.random()),
+                "min_loglik": float(-2 * rng.random()),
+            }
+        )  # fmt: skip
+    values, ci = score_task(SimpleNamespace(name=task_name, suite="qa"), rows, items, MetricBank(), n_bootstrap=40)
+    for row in rows:
+        row.update({"suite": "qa", "task": task_name, "decoder": decoder})
+    return rows, values, ci
+
+
+def test_report_has_a_detection_and_a_selective_table_per_icp_decoder_and_a_risk_plot_per_task(tmp_path):
+    from bench.report import markdown_tables, risk_curves, write_report
+
+    report = {"results": {}, "intervals": {}, "tasks": {}, "n": {}}
+    examples = []
+    for t, task in enumerate(("qa_one", "qa_two")):
+        for d, decoder in enumerate(("greedy", "icp")):
+            rows, values, ci = _scored_rows(task, decoder, seed=10 * t + d)
+            report["results"].setdefault(task, {})[decoder] = values
+            report["intervals"].setdefault(task, {})[decoder] = ci
+            examples += rows
+            if decoder == "icp":
+                # the plot's abstention point and its threshold point are the scored comparison's numbers
+                point = risk_curves(rows)["abstention"]
+                assert point["coverage"] == pytest.approx(values["selective_coverage"])
+                assert point["risk"] == pytest.approx(1 - values["selective_icp_accuracy"])
+                assert point["threshold_risk"] == pytest.approx(1 - values["selective_threshold_accuracy"])
+        report["tasks"][task] = {"suite": "qa"}
+        report["n"][task] = 40
+    tables = markdown_tables(report)
+    assert tables.count("Detecting wrong answers among icp's answers") == 2
+    assert "among greedy's answers" not in tables
+    assert tables.count("| as many, the most confident by `") == 2
+    assert "| `answer_length`: answer length in tokens (longer = less sure)" in tables
+    # the main tables stay narrow: ICP's signals and the bar, every signal in the detection table
+    header = next(line for line in tables.splitlines() if line.startswith("| decoder |"))
+    assert "auroc_icp_F ↑" in header and "best_plain_auroc ↑" in header and "auroc_min_loglik" not in header
+    write_report(report, tmp_path / "r.json", examples=examples)
+    for task in ("qa_one", "qa_two"):
+        assert (tmp_path / f"r.risk.{task}.png").stat().st_size > 10_000
+        assert f"(r.risk.{task}.png)" in (tmp_path / "r.md").read_text()

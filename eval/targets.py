@@ -12,7 +12,8 @@ MET / NOT MET. Results are keyed by task (files in the earlier suite layout are 
    stop as abstention, its accuracy on answered questions is above greedy's.
 3. Detection (the tasks of those suites and `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
    U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob, sequence,
-   mean and minimum token log-likelihood, answer length), with the paired interval of the difference.
+   mean and minimum token log-likelihood, answer length), with the paired interval of the difference;
+   ICP's own abstention is printed against that signal at the same coverage.
 
 Run:
     python eval/targets.py outputs/results.json
@@ -31,9 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.results import load, tasks_of_suite, upgrade  # noqa: E402
+from bench.scoring import PLAIN_SIGNALS as PLAIN  # noqa: E402
 from bench.tasks import HALLUCINATION_SUITES, QA_SUITES  # noqa: E402
 
-from bench.scoring import PLAIN_SIGNALS as PLAIN  # noqa: E402
 OPEN_ENDED = ("loops", "instruct")
 DETECTION = HALLUCINATION_SUITES
 MARGIN, AUROC_GAIN, QA_SLACK = 0.01, 0.03, 0.01
@@ -125,32 +126,61 @@ def check_qa(run: dict, task: str) -> bool | None:
     return accurate and better
 
 
+def _best_plain(values: dict) -> str | None:
+    """The plain signal with the highest AUROC in `values` (one decoder's results on one task): the one the
+    results name (`best_plain`), else the best of those it has (older files); None when it has none.
+
+    Example:
+        >>> _best_plain({"auroc_mean_entropy": 0.6, "auroc_answer_length": 0.7}), _best_plain({"best_plain": "max_prob"})
+        ('answer_length', 'max_prob')
+    """
+    if isinstance(values.get("best_plain"), str):
+        return values["best_plain"]
+    plain = {s: values.get(f"auroc_{s}", math.nan) for s in PLAIN}
+    finite = [s for s in PLAIN if isinstance(plain[s], (int, float)) and math.isfinite(plain[s])]
+    return max(finite, key=plain.get) if finite else None
+
+
+def _paired(values: dict, intervals: dict, key: str) -> str:
+    """`+0.012 (paired 95 % [-0.030, +0.051])` for `key`, `n/a` when the results lack it."""
+    if key not in values:
+        return "n/a"
+    lo, hi = intervals.get(key, [math.nan, math.nan])
+    return f"{values[key]:+.3f} (paired 95 % [{lo:+.3f}, {hi:+.3f}])"
+
+
 def check_detection(run: dict) -> bool | None:
-    """Target 3 on every task of the `DETECTION` suites that has ICP results; `None` when none has."""
+    """Target 3 on every task of the `DETECTION` suites that has ICP results; `None` when none has.
+
+    The bar is the best plain signal on ICP's answers, the new ones (least likely token, answer length)
+    included; beside the verdict (on the point estimates) it prints each of F's and U's paired difference
+    from that signal, and ICP's own abstention against the signal at the same coverage.
+    """
     run = upgrade(run)
     verdicts = []
     for task in [t for suite in DETECTION for t in tasks_of_suite(run, suite)]:
         icp = run["results"][task].get("icp")
         if icp is None:
             continue
+        intervals = run.get("intervals", {}).get(task, {}).get("icp", {}) or {}
         ours = max(icp.get("auroc_icp_F", math.nan), icp.get("auroc_icp_U", math.nan))
-        plain = {s: icp.get(f"auroc_{s}", math.nan) for s in PLAIN}
-        best_plain = max(plain, key=lambda s: plain[s] if math.isfinite(plain[s]) else -1)
-        ok = ours >= plain[best_plain] + AUROC_GAIN
+        best = _best_plain(icp)
+        bar = icp.get(f"auroc_{best}", math.nan) if best else math.nan
+        ok = ours >= bar + AUROC_GAIN
         verdicts.append(ok)
-        intervals = run.get("intervals", {}).get(task, {}).get("icp", {})
-        paired = "; ".join(
-            f"{s} - best plain {icp[f'auroc_diff_{s}']:+.3f} (paired 95 % "
-            f"[{intervals.get(f'auroc_diff_{s}', [math.nan] * 2)[0]:+.3f}, "
-            f"{intervals.get(f'auroc_diff_{s}', [math.nan] * 2)[1]:+.3f}])"
-            for s in ("icp_F", "icp_U")
-            if f"auroc_diff_{s}" in icp
-        )
         print(
             f"[{task}] on ICP's answers: AUROC F {icp.get('auroc_icp_F', math.nan):.3f}, U "
-            f"{icp.get('auroc_icp_U', math.nan):.3f}; best plain {best_plain} {plain[best_plain]:.3f} (+{AUROC_GAIN}): "
-            f"{_verdict(ok)}" + (f"; {paired}" if paired else "")
+            f"{icp.get('auroc_icp_U', math.nan):.3f}; best plain {best} {bar:.3f} (+{AUROC_GAIN}): {_verdict(ok)}; "
+            f"F - {best} {_paired(icp, intervals, 'auroc_diff_icp_F')}; "
+            f"U - {best} {_paired(icp, intervals, 'auroc_diff_icp_U')}"
         )
+        if "selective_diff" in icp:
+            print(
+                f"  ICP's own abstention answers {icp.get('selective_coverage', math.nan):.3f} of the questions: "
+                f"answered accuracy {icp.get('selective_icp_accuracy', math.nan):.3f} vs "
+                f"{icp.get('selective_threshold_accuracy', math.nan):.3f} for as many by {best}; "
+                f"difference {_paired(icp, intervals, 'selective_diff')}"
+            )
     return all(verdicts) if verdicts else None
 
 

@@ -87,3 +87,26 @@ def test_two_tasks_of_one_suite_are_checked_apart_and_old_files_still_read(tmp_p
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(SystemExit, match="nope.json does not exist"):
         targets.main([str(tmp_path / "nope.json")])
+
+
+def test_detection_target_measures_f_against_the_best_plain_signal_with_its_paired_interval(capsys):
+    icp = {
+        "auroc_icp_F": 0.70, "auroc_icp_U": 0.55, "auroc_mean_entropy": 0.60, "auroc_answer_length": 0.69,
+        "auroc_diff_icp_F": 0.01, "auroc_diff_icp_U": -0.14, "best_plain": "answer_length",
+        "selective_coverage": 0.9, "selective_icp_accuracy": 0.5, "selective_threshold_accuracy": 0.52,
+        "selective_diff": -0.02,
+    }  # fmt: skip
+    intervals = {"auroc_diff_icp_F": [-0.05, 0.07], "selective_diff": [-0.06, 0.01]}
+    run = {"results": {"nq_open": {"icp": icp}}, "intervals": {"nq_open": {"icp": intervals}},
+           "tasks": {"nq_open": {"suite": "qa"}}}  # fmt: skip
+    # 0.70 would clear mean entropy's 0.60 + 0.03, but not answer length's 0.69 + 0.03
+    assert targets.check_detection(run) is False
+    out = capsys.readouterr().out
+    assert "best plain answer_length 0.690 (+0.03): NOT MET" in out
+    assert "F - answer_length +0.010 (paired 95 % [-0.050, +0.070])" in out
+    assert "difference -0.020 (paired 95 % [-0.060, +0.010])" in out
+    # Files written before `best_plain` existed: the best of the plain AUROCs they have.
+    del icp["best_plain"]
+    icp["auroc_icp_F"] = 0.73
+    assert targets.check_detection(run) is True
+    assert "best plain answer_length 0.690" in capsys.readouterr().out

@@ -1,19 +1,26 @@
-"""Best-of-n by trajectory free energy, against best-of-n by likelihood and a plain sample.
+"""Best-of-n by trajectory free energy, against best-of-n by likelihood, majority vote and a plain sample.
 
-For every prompt ICP samples `n` candidates (`num_return_sequences=n`, ICP's tuned settings). Four
-ways of keeping one are scored with the suite's metrics on the same candidates:
+For every prompt ICP samples `n` candidates (`num_return_sequences=n`, ICP's tuned settings). These ways
+of keeping one are scored with the suite's metrics on the same candidates (same n, same samples):
 
 - `first`: the first candidate, i.e. plain sampling with ICP (no selection);
 - `icp_F`: [`Trace.best_of`]: the lowest trajectory F among candidates that neither looped nor diverged;
 - `loglik`: the highest mean token log-likelihood under the raw model (the usual reranker);
+- `majority`: self-consistency ([`majority_vote`]): the most frequent answer among the n, the answers
+  normalised as the QA accuracy metric normalises them (SQuAD: case, punctuation, articles, spaces),
+  ties between equally frequent answers broken by likelihood; on the QA and TruthfulQA tasks (short
+  answers), not on open-ended text, where no two continuations agree;
 - `oracle`: the best candidate by the task's own score (an upper bound, not a method).
 
-    python eval/best_of_n.py --tasks truthfulqa,halueval_qa,loops_webtext --n 4 --out outputs/best_of_n.json
+    python eval/best_of_n.py --n 4 --out outputs/best_of_n.json
+    python eval/best_of_n.py --tasks knowledge_countries,reading_qed --n 8 --limit 8
 
+The default tasks are truthfulqa, halueval_qa, knowledge_countries, reading_qed and loops_webtext.
 Output: a table (task × selection × metric, with 95 % bootstrap intervals) and the JSON, keyed by task as
 `eval/run.py`'s results are (`bench/results.py`), with the selections in place of decoders: `results` and
 `intervals` task -> selection -> metric, `higher_is_better`, `n`, `versions`, `tasks` (suite, version, n)
-and `group_subtasks` (suite -> tasks).
+and `group_subtasks` (suite -> tasks). The `majority` rows also carry `vote_share`: the mean share of
+the n candidates that gave the chosen answer (1/n: every candidate said something else).
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ import argparse
 import datetime as _dt
 import json
 import sys
+import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,8 +45,47 @@ from bench.scoring import MetricBank, score_task  # noqa: E402
 from bench.tasks import HALLUCINATION_SUITES, default_data_dir, load_tasks  # noqa: E402
 from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: E402
 
-SELECTIONS = ("first", "icp_F", "loglik", "oracle")
+SELECTIONS = ("first", "icp_F", "loglik", "majority", "oracle")
+DEFAULT_TASKS = "truthfulqa,halueval_qa,knowledge_countries,reading_qed,loops_webtext"
 _ORACLE_KEY = dict.fromkeys(HALLUCINATION_SUITES, "correct")
+
+
+def majority_vote(
+    texts: Sequence[str], loglik: Sequence[float], normalize: Callable[[str], str] | None = None
+) -> tuple[int, int]:
+    """Self-consistency: the candidate giving the most frequent normalised answer.
+
+    Candidates whose normalised answers are equal vote together. Among equally frequent answers the one
+    whose most likely candidate has the higher likelihood wins, and of the winning answer's candidates the
+    most likely is returned. An empty answer (nothing left after normalising) gets no vote unless every
+    candidate is empty. A NaN likelihood counts as the lowest.
+
+    Args:
+        texts (sequence of `str`): the n candidates' answers.
+        loglik (sequence of `float`): each candidate's likelihood (the suite uses the mean token log-likelihood).
+        normalize (`Callable[[str], str]`, *optional*): the normalisation; defaults to the QA accuracy
+            metric's `normalize_answer` (lowercase, no punctuation, no articles, spaces collapsed).
+
+    Returns:
+        `(index, votes)`: the chosen candidate and how many candidates gave its answer.
+
+    Example:
+        >>> majority_vote(["Paris.", "Lyon", "the paris", "Lyon"], [-1.0, -0.2, -0.9, -0.5])  # a tie: 2 and 2
+        (1, 2)
+        >>> majority_vote(["Paris.", "Lyon", "the paris", "Nice"], [-1.0, -0.2, -0.9, -0.1])  # Paris 2, Lyon 1
+        (2, 2)
+    """
+    if len(texts) != len(loglik) or not texts:
+        raise ValueError(f"`texts` and `loglik` must be aligned and non-empty, got {len(texts)} and {len(loglik)}.")
+    if normalize is None:
+        normalize = MetricBank().module("qa_accuracy").normalize_answer
+    score = [x if isinstance(x, (int, float)) and math.isfinite(x) else -math.inf for x in loglik]
+    groups: dict[str, list[int]] = {}
+    for i, text in enumerate(texts):
+        groups.setdefault(normalize(text), []).append(i)
+    voting = {answer: members for answer, members in groups.items() if answer} or groups
+    winner = max(voting.values(), key=lambda members: (len(members), max(score[j] for j in members)))
+    return max(winner, key=lambda j: score[j]), len(winner)
 
 
 def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_new_tokens):
@@ -91,7 +139,7 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", default="truthfulqa,halueval_qa,loops_webtext")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated tasks (default {DEFAULT_TASKS})")
     parser.add_argument("--n", type=int, default=4, help="candidates per prompt (default 4)")
     parser.add_argument("--split", default="test", choices=["dev", "test"])
     parser.add_argument("--limit", type=int, default=None)
@@ -103,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tuned", default=str(Path(__file__).resolve().parent / "tuned" / "smollm2-135m-instruct.json")
     )
+    parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
     parser.add_argument("--out", default="outputs/best_of_n.json")
     args = parser.parse_args(argv)
     if args.n < 2:
@@ -118,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     from icp import load_default_model
 
     started = time.time()
-    model, tokenizer = load_default_model()
+    model, tokenizer = load_default_model(args.model)
     bank = MetricBank()
+    normalize = bank.module("qa_accuracy").normalize_answer
     results: dict = {}
     intervals: dict = {}
     counts: dict[str, int] = {}
@@ -143,17 +193,25 @@ def main(argv: list[str] | None = None) -> int:
             "icp_F": icp_choice,
             "loglik": [int(np.nanargmax([c["mean_loglik"] for c in cands])) for cands in per_item],
         }
+        votes = None
+        if task.suite in HALLUCINATION_SUITES:  # short answers: candidates can agree
+            voted = [majority_vote([c["text"] for c in cands], [c["mean_loglik"] for c in cands], normalize)
+                     for cands in per_item]  # fmt: skip
+            picks["majority"] = [index for index, _ in voted]
+            votes = [count / args.n for _, count in voted]
         if task.suite in _ORACLE_KEY:
             picks["oracle"] = [int(np.argmax([scored[j][i].get("correct", False) for j in range(args.n)]))
                                for i in range(len(items))]  # fmt: skip
         for selection, chosen in picks.items():
             rows = [dict(per_item[i][j]) for i, j in enumerate(chosen)]
             values, ci = score_task(task, rows, items, bank, n_bootstrap=args.bootstrap, seed=args.seed)
+            if selection == "majority":
+                values["vote_share"] = float(np.mean(votes))
             results.setdefault(name, {})[selection] = values
             intervals.setdefault(name, {})[selection] = ci
         print(f"{name}: " + "; ".join(
             f"{s}: " + ", ".join(f"{k}={v:.3f}" for k, v in results[name][s].items()
-                                 if k in ("accuracy", "truthful_rate", "coherence", "loop_rate", "rep_4"))
+                                 if k in ("accuracy", "truthful_rate", "coherence", "loop_rate", "rep_4", "vote_share"))
             for s in results[name]
         ))  # fmt: skip
     ran = [tasks[name] for name in results]

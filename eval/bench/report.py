@@ -128,6 +128,10 @@ def detection_tables(report: dict[str, Any], task: str) -> list[str]:
             continue
         ci = intervals.get(decoder) or {}
         best = values.get("best_plain")
+        if not any(isinstance(values.get(f"auroc_{s}"), (int, float)) and math.isfinite(values[f"auroc_{s}"])
+                   for s in SIGNALS):  # fmt: skip
+            lines += [f"No detection on {task} for {decoder}: every answer is right, or every answer wrong.", ""]
+            continue
         lines += [
             f"Detecting wrong answers among {decoder}'s answers on {task} (best plain signal: "
             f"{f'`{best}`' if best else '–'}):",
@@ -259,8 +263,9 @@ def risk_curves(rows: list[dict]) -> dict[str, Any]:
         in expected random order, as the `selective_prediction` metric keeps them), `auroc` (signal ->
         AUROC), `error_rate`, `best_plain` (the plain signal with the highest AUROC, or None), and
         `abstention`: the decoder's own abstention (all but its loop and divergence stops; None when it
-        answered nothing): `coverage`, `risk` (its error rate on the rows it answered) and `threshold_risk` (the best plain signal's at the same
-        coverage; `1 - selective_threshold_accuracy` of `bench.scoring`).
+        answered nothing): `coverage`, `risk` (its error rate on the rows it answered) and
+        `threshold_risk` (the best plain signal's at the same coverage; `1 - selective_threshold_accuracy`
+        of `bench.scoring`).
 
     Example:
         >>> rows = [{"correct": c, "n_tokens": n, "stop_reason": s} for c, n, s in

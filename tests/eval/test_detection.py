@@ -213,3 +213,11 @@ def test_report_has_a_detection_and_a_selective_table_per_icp_decoder_and_a_risk
     for task in ("qa_one", "qa_two"):
         assert (tmp_path / f"r.risk.{task}.png").stat().st_size > 10_000
         assert f"(r.risk.{task}.png)" in (tmp_path / "r.md").read_text()
+
+
+def test_a_task_where_every_answer_is_wrong_gets_one_line_not_a_table_of_dashes():
+    from bench.report import detection_tables
+
+    values = {f"auroc_{s}": math.nan for s in ("icp_F", "answer_length")}
+    lines = detection_tables({"results": {"t": {"icp": values}}}, "t")
+    assert lines == ["No detection on t for icp: every answer is right, or every answer wrong.", ""]

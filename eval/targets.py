@@ -131,8 +131,10 @@ def _best_plain(values: dict) -> str | None:
     results name (`best_plain`), else the best of those it has (older files); None when it has none.
 
     Example:
-        >>> _best_plain({"auroc_mean_entropy": 0.6, "auroc_answer_length": 0.7}), _best_plain({"best_plain": "max_prob"})
-        ('answer_length', 'max_prob')
+        >>> _best_plain({"auroc_mean_entropy": 0.6, "auroc_answer_length": 0.7})
+        'answer_length'
+        >>> _best_plain({"best_plain": "max_prob"})
+        'max_prob'
     """
     if isinstance(values.get("best_plain"), str):
         return values["best_plain"]

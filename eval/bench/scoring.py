@@ -220,11 +220,14 @@ def _paired_against_best_plain(out: dict, ci: dict, per_resample: dict[str, list
     Example:
         >>> out = {"auroc_icp_F": 0.8, "auroc_mean_entropy": 0.7, "auroc_max_prob": 0.6}
         >>> ci = {}
-        >>> _paired_against_best_plain(out, ci, {"icp_F": [0.8, 0.9], "mean_entropy": [0.7, 0.7], "max_prob": [0.5, 0.6]})
+        >>> samples = {"icp_F": [0.8, 0.9], "mean_entropy": [0.7, 0.7], "max_prob": [0.5, 0.6]}
+        >>> _paired_against_best_plain(out, ci, samples)
         >>> out["best_plain"], out["best_plain_auroc"], round(out["auroc_diff_icp_F"], 3)
         ('mean_entropy', 0.7, 0.1)
-        >>> [round(x, 3) for x in ci["auroc_diff_icp_F"]], ci["auroc_diff_mean_entropy"], round(out["auroc_diff_max_prob"], 3)
-        ([0.103, 0.198], [0.0, 0.0], -0.1)
+        >>> [round(x, 3) for x in ci["auroc_diff_icp_F"]], ci["auroc_diff_mean_entropy"]
+        ([0.103, 0.198], [0.0, 0.0])
+        >>> round(out["auroc_diff_max_prob"], 3)
+        -0.1
     """
     plain = [s for s in PLAIN_SIGNALS if f"auroc_{s}" in out and math.isfinite(out[f"auroc_{s}"])]
     if not plain:
@@ -300,8 +303,8 @@ def same_coverage_comparison(answered, uncertainty, correct, resamples) -> tuple
         >>> uncertainty = [0.1, 0.9, 0.2, 0.3]              # ... the signal would drop row 1 instead
         >>> correct = [True, False, True, True]
         >>> values, ci = same_coverage_comparison(answered, uncertainty, correct, np.zeros((0, 4), dtype=int))
-        >>> values["selective_coverage"], round(values["selective_icp_accuracy"], 3), values["selective_threshold_accuracy"]
-        (0.75, 0.667, 1.0)
+        >>> [round(values[f"selective_{key}"], 3) for key in ("coverage", "icp_accuracy", "threshold_accuracy")]
+        [0.75, 0.667, 1.0]
         >>> round(values["selective_diff"], 3)
         -0.333
     """

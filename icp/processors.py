@@ -370,7 +370,7 @@ class ICP(LogitsProcessorList):
         >>> from icp import ICP
         >>> _ = torch.manual_seed(0)
         >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=None))
         >>> icp = ICP(model)
         >>> out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=6, **icp.generation_kwargs())
         >>> icp.trace.to_dict()["entropy"].shape
@@ -642,7 +642,7 @@ class ICP(LogitsProcessorList):
             >>> from icp import ICP
             >>> _ = torch.manual_seed(0)
             >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-            ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+            ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=None))
             >>> icp = ICP(model)
             >>> config = icp.generation_config(model.generation_config)
             >>> config.do_sample, config.temperature, config.top_k, config.top_p

@@ -116,7 +116,7 @@ def generate(
         >>> import icp
         >>> _ = torch.manual_seed(0)
         >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
+        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, eos_token_id=None))
         >>> out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, return_dict_in_generate=True,
         ...     custom_generate=icp.custom_generate_path(), trust_remote_code=True)
         >>> type(out).__name__, out.sequences.shape, out.icp_trace.to_dict()["entropy"].shape

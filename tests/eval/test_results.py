@@ -18,7 +18,7 @@ import run  # noqa: E402
 import targets  # noqa: E402
 from bench.report import markdown_tables  # noqa: E402
 from bench.results import direction, is_task_layout, load, suites, upgrade  # noqa: E402
-from bench.tasks import load_tasks  # noqa: E402
+from bench.tasks import SUITES, load_tasks  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
 #: The committed results of eval/run.py and eval/merge_results.py (not best-of-n's, keyed by task already).
@@ -121,7 +121,24 @@ def test_written_results_read_back_through_the_readers(tmp_path, capsys):
         merge_results.merge(back, later, {"icp": "icp@old"})
 
 
-@pytest.mark.parametrize("path", RUN_FILES, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def _layout_is_task(path) -> bool:
+    return is_task_layout(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in RUN_FILES if _layout_is_task(p)], ids=lambda p: p.relative_to(RESULTS).as_posix()
+)
+def test_committed_task_layout_files_are_left_as_they_are(path):
+    run = json.loads(path.read_text())
+    upgraded = upgrade(run)
+    assert upgraded["results"] == run["results"] and upgraded["intervals"] == run["intervals"]
+    for task in run["results"]:
+        assert upgraded["tasks"][task]["suite"] in SUITES and task in upgraded["versions"]
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in RUN_FILES if not _layout_is_task(p)], ids=lambda p: p.relative_to(RESULTS).as_posix()
+)
 def test_committed_suite_layout_files_convert(path):
     old = json.loads(path.read_text())
     assert not is_task_layout(old)  # written before the change

@@ -53,25 +53,20 @@ def _icp_plan(overrides: dict[str, Any], model: Any, stops: bool = True) -> Gene
     return plan
 
 
-def _variant(name: str, description: str, overrides: dict[str, Any], stops: bool = True) -> DecoderSpec:
-    fixed = {k: v for k, v in overrides.items()}
+def _on_top_of(base: dict[str, Any], stops: bool = True):
+    """A plan builder: ICP with `base`, then the setting's own values, over the card's."""
 
     def build(params: dict[str, Any], model: Any) -> GenerationPlan:
-        return _icp_plan({**fixed, **params}, model, stops)
+        return _icp_plan({**base, **params}, model, stops)
 
-    return DecoderSpec(name, description, (dict(overrides),), build, "icp (ablation)")
-
-
-def _frozen(params: dict[str, Any], model: Any) -> GenerationPlan:
-    return _icp_plan({**_FROZEN, **params}, model)
+    return build
 
 
-def _target(params: dict[str, Any], model: Any) -> GenerationPlan:
-    return _icp_plan({**SEEDS_LAW, **params}, model)
+def _variant(name: str, description: str, overrides: dict[str, Any], stops: bool = True) -> DecoderSpec:
+    return DecoderSpec(name, description, (dict(overrides),), _on_top_of(overrides, stops), "icp (ablation)")
 
 
-def _cold(params: dict[str, Any], model: Any) -> GenerationPlan:
-    return _icp_plan({"gain": 0.0, **params}, model)
+_frozen, _cold, _target = _on_top_of(_FROZEN), _on_top_of({"gain": 0.0}), _on_top_of(SEEDS_LAW)
 
 
 ABLATIONS: dict[str, DecoderSpec] = {

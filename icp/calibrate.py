@@ -14,7 +14,7 @@ looped. From these it derives:
 - **the target entropy H\\***, on the coherent side of H_c where the fitted slope has fallen to
   `slope_fraction` of its peak (`LogisticFit.target_entropy`), with its interval;
 - **the regime thresholds**, from per-token quantiles at the sweep temperature whose mean H_T is
-  nearest H\\* (`THRESHOLD_RULES`, the quantile choices the README's "Defaults" section made by hand);
+  nearest H\\* (`THRESHOLD_RULES`, the quantile choices docs/defaults.md made by hand);
 - **the thermodynamic read-out of `004_*`**: for every step of the sweep run nearest T = 1, the
   temperature T_c at which that step's heat capacity C_v(T) = Var_{softmax(z/T)}(E)/T² peaks
   (`heat_capacity_peak`), summarised by its median and IQR and compared with the temperatures at
@@ -61,8 +61,8 @@ DEFAULT_SLOPE_FRACTION = 0.25
 HEAT_CAPACITY_GRID: tuple[float, float, int] = (0.05, 20.0, 48)
 
 #: How each regime threshold is read off the per-token distributions at the reference temperature
-#: (the sweep temperature whose mean H_T is nearest H*). These are the choices the README's
-#: "Defaults" section made by hand at T = 0.9: exploratory from the upper quartile of H, unstable
+#: (the sweep temperature whose mean H_T is nearest H*). These are the choices that
+#: docs/defaults.md made by hand at T = 0.9: exploratory from the upper quartile of H, unstable
 #: from the 95th percentiles of H and U, rigid from half the lower quartile of H, coherence from the
 #: 10th percentile of C. `rigid_repetition` (loop progress) is not a calibrated quantity.
 THRESHOLD_RULES: dict[str, dict[str, Any]] = {

@@ -1,7 +1,7 @@
 """Configuration of ICP: one validated dataclass holding every constant the control plane uses.
 
 Defaults are for the embedded default model (SmolLM2-135M-Instruct) and come from measurements
-that `examples/measure_defaults.py` reproduces (see the README, "Defaults and where they come
+that `examples/measure_defaults.py` reproduces (see docs/defaults.md, "Defaults and where they come
 from"). A calibrated model card (later) overrides them per model.
 """
 
@@ -217,7 +217,7 @@ class TrackingConfig:
 
     Args:
         rate (`float`, *optional*, defaults to 0.0): nats the target may move per step; 0 (the default)
-            keeps the target at H*. 0.05 is the setting measured in the README, where its dev-split
+            keeps the target at H*. 0.05 is the setting measured in docs/control.md, where its dev-split
             evidence is mixed and inside the noise, so tracking is opt-in.
         bound (`float`, *optional*, defaults to 1.0): largest |target - H*| in nats.
         reference_sensitivity (`float`, *optional*, defaults to 0.0111): σ* in coherence per nat; a model
@@ -294,7 +294,7 @@ class ICPConfig:
             `derepeat_prompt=True`) loses
             `derepeat_penalty` · `derepeat_base`^(L - `derepeat_allowed_length`) nats. 0 disables it.
             3.0 rather than DRY's 0.8: picked on the suite's dev splits, and what its results use
-            (README, "The benchmark suite").
+            (docs/benchmark.md, "The benchmark suite").
         derepeat_base (`float`, *optional*, defaults to 1.75): growth of that penalty per extra
             repeated token, >= 1.
         derepeat_allowed_length (`int`, *optional*, defaults to 2): repeats shorter than this are free.

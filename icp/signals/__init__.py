@@ -1,6 +1,6 @@
 """Pure tensor functions for ICP's per-step signals. They import only torch.
 
-See the README's "The quantities" for the formulas.
+See docs/signals.md ("The quantities") for the formulas.
 """
 
 from .coherence import context_recall, cosine_continuity, ema_update

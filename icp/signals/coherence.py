@@ -1,6 +1,6 @@
 """Coherence C in [0, 1]: how well a decoding trajectory holds together.
 
-Three sources, chosen by `ICPConfig.coherence` (measurements: README, "Choosing the coherence"):
+Three sources, chosen by `ICPConfig.coherence` (measurements: docs/defaults.md, "Choosing the coherence"):
 
 - ``"embedding"`` (default when ICP has the model): continuity of the trajectory in the model's
   input-embedding space. With e_t the embedding of the token fed at step t, centred by the mean

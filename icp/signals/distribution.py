@@ -88,8 +88,8 @@ def _moments(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def distribution_signals(logits: torch.Tensor) -> DistributionSignals:
     """Computes log-probabilities, entropy and varentropy from logits in one fused pass.
 
-    With energies E_i = -z_i, the varentropy equals the heat capacity Var(E)/T² at T = 1 (see the
-    README): the temperature at which it peaks marks the step's phase transition.
+    With energies E_i = -z_i, the varentropy equals the heat capacity Var(E)/T² at T = 1 (see
+    docs/signals.md): the temperature at which it peaks marks the step's phase transition.
 
     Args:
         logits (`torch.Tensor` of shape `(batch, vocab)`): raw scores, any floating dtype, may

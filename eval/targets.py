@@ -1,4 +1,4 @@
-"""Checks the "make control win" targets (issue 4) on suite results: met or not, with the numbers.
+"""Checks the "make control win" targets (the three below) on suite results: met or not, with the numbers.
 
 Reads one results JSON of `eval/run.py` per seed (the first is the full run; later ones may hold only
 some decoders) and prints, per target and per task of the suites it names, the numbers it rests on and

@@ -15,8 +15,9 @@ looped. From these it derives:
   `slope_fraction` of its peak (`LogisticFit.target_entropy`), with its interval;
 - **the regime thresholds**, from per-token quantiles at the sweep temperature whose mean H_T is
   nearest H\\* (`THRESHOLD_RULES`, the quantile choices docs/defaults.md made by hand);
-- **the thermodynamic read-out of `004_*`**: for every step of the sweep run nearest T = 1, the
-  temperature T_c at which that step's heat capacity C_v(T) = Var_{softmax(z/T)}(E)/T² peaks
+- **the thermodynamic read-out** (softmax(z/T) is the Gibbs distribution of energies E = -z at
+  temperature T, so Var(E)/T² is its heat capacity): for every step of the sweep run nearest T = 1,
+  the temperature T_c at which that step's heat capacity C_v(T) = Var_{softmax(z/T)}(E)/T² peaks
   (`heat_capacity_peak`), summarised by its median and IQR and compared with the temperatures at
   which the sweep reaches H_c and H\\*.
 
@@ -74,7 +75,7 @@ THRESHOLD_RULES: dict[str, dict[str, Any]] = {
 }
 
 
-# ----------------------------------------------------------------------------- heat capacity (004)
+# ----------------------------------------------------------------------------- heat capacity
 def heat_capacity_curve(
     logits: torch.Tensor, temperatures: torch.Tensor | Sequence[float], chunk: int = 8, bins: int | None = 1024
 ) -> torch.Tensor:

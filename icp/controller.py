@@ -1,6 +1,6 @@
 """The per-row feedback law on log-temperature. Tensor in, tensor out; imports only torch.
 
-With x = log T, each step (as in the entropic-time controller of the seeds, `003_*`):
+With x = log T (so each step multiplies T by a factor instead of adding to it), each step:
 
     x ← x + heat·[rigid] − cool·[unstable]                       (regime-dependent dissipation)
     T = exp(clip(x, log T_min, log T_max))                        (applied to this step's logits)
@@ -10,9 +10,9 @@ H_Q is the entropy of the tempered distribution softmax(z/T) (before ICP's min-p
 only trims its tail), H* the target. g = V_Q / (κ + V_Q) ∈ [0, 1) gates the step by the local
 sensitivity dH_Q/dx, which equals the varentropy V_Q of the tempered distribution (its heat
 capacity): a near-deterministic step (V_Q ≈ 0), whose entropy no temperature can move, then leaves
-x alone instead of winding it up. Since 0 ≤ η·g < η, the
-contraction condition 0 < η·μ < 1 of the seed's theorem holds whenever η·μ_max < 1, and the clip
-keeps x bounded whatever the logits do.
+x alone instead of winding it up. Near the fixed point, H_Q − H* ≈ μ·(x − x*) with μ = dH_Q/dx, so
+one feedback step multiplies the error by 1 − η·g·μ: since 0 ≤ η·g < η, it contracts without
+overshooting (0 < η·g·μ < 1) whenever η·μ_max < 1, and the clip keeps x bounded whatever the logits do.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Transformers-native configuration (issue 12, item 5): `ICPConfig.save_pretrained`/`from_pretrained`,
+"""Transformers-native configuration: `ICPConfig.save_pretrained`/`from_pretrained`,
 `ICP.generation_config`, and ICP as a transformers custom generation method (`icp.custom_generate_path()`).
 
 Tiny random models built from a config; one slow test runs the embedded default model.

@@ -1,5 +1,5 @@
-"""The results JSON keyed by task (issue 12 item 8): eval/run.py writes it, every reader reads it, and the
-committed suite-keyed files convert."""
+"""The results JSON keyed by task (two tasks of one suite keep separate results): eval/run.py writes it,
+every reader reads it, and the committed suite-keyed files convert."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # -- decoders --------------------------------------------------------------------------------------
 
 
-def test_every_decoder_gets_the_same_tuning_budget_and_the_issue_names_exist():
+def test_every_decoder_gets_the_same_tuning_budget_and_the_compared_decoders_exist():
     for name in (
         "greedy",
         "sampling",
@@ -442,7 +442,8 @@ def test_run_smoke_writes_results_with_provenance(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     tasks = {t.name: t for t in tasks_for_suite("all")}
-    # Results keyed by task (issue 12 item 8), each task's suite, version, n and directions beside them.
+    # Results keyed by task (two tasks of one suite never overwrite each other), each task's suite, version, n
+    # and directions beside them.
     assert set(report["results"]) == set(tasks)
     assert {entry["suite"] for entry in report["tasks"].values()} == set(SUITES)
     for name, decoders in report["results"].items():

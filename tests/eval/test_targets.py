@@ -1,4 +1,4 @@
-"""eval/targets.py: the issue-4 target checks on synthetic results, each able to pass and to fail."""
+"""eval/targets.py: the "make control win" target checks on synthetic results, each able to pass and to fail."""
 
 from __future__ import annotations
 

@@ -170,27 +170,38 @@ class LoopConfig:
 @dataclass
 class DivergenceConfig:
     """When a row counts as diverging: F above `free_energy_bound` or U above
-    `meta_uncertainty_bound` for `patience` consecutive steps.
+    `meta_uncertainty_bound` for `patience` consecutive steps; and, when `answer_free_energy_bound` is
+    set, a row that ends (an end-of-sequence token, or the last step of `max_length`) with its trajectory
+    F (the mean of its steps' F) above that bound. The second rule is ICP's abstention on short answers,
+    which end long before `patience` steps: the row's text is returned, but its stop reason says
+    "divergence", so a caller can answer "I don't know" instead (the suite counts it as an abstention).
 
     Args:
         free_energy_bound (`float`, *optional*, defaults to 5.0): nats.
         meta_uncertainty_bound (`float`, *optional*, defaults to 2.5): units of U.
         patience (`int`, *optional*, defaults to 8): consecutive steps k.
+        answer_free_energy_bound (`float`, *optional*): nats; `None` (the default) never abstains on a
+            finished row. See docs/control.md ("Abstention") for the value measured on the suite.
 
     Example:
         >>> from icp import DivergenceConfig
         >>> DivergenceConfig(patience=4).patience
         4
+        >>> DivergenceConfig(answer_free_energy_bound=3.5).answer_free_energy_bound
+        3.5
     """
 
     free_energy_bound: float = 5.0
     meta_uncertainty_bound: float = 2.5
     patience: int = 8
+    answer_free_energy_bound: float | None = None
 
     def __post_init__(self) -> None:
         _check_finite("free_energy_bound", self.free_energy_bound)
         _check_positive("meta_uncertainty_bound", self.meta_uncertainty_bound)
         _check_int("patience", self.patience, 1)
+        if self.answer_free_energy_bound is not None:
+            _check_finite("answer_free_energy_bound", self.answer_free_energy_bound)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -56,7 +56,9 @@ class LoopStoppingCriteria(_StateCriteria):
 
 
 class DivergenceStoppingCriteria(_StateCriteria):
-    """Stops a row whose F or U stayed beyond its bound for `patience` steps (see [`DivergenceConfig`]).
+    """Stops a row whose F or U stayed beyond its bound for `patience` steps, and, with
+    `answer_free_energy_bound` set, marks a row that ends with a trajectory F above it as diverged (an
+    abstention; see [`DivergenceConfig`]).
 
     Args:
         state ([`DecodingState`]): the state of the ICP processor it belongs to.
@@ -71,3 +73,15 @@ class DivergenceStoppingCriteria(_StateCriteria):
 
     def _rows(self) -> torch.Tensor:
         return self.state.divergence_now()
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs
+    ) -> torch.BoolTensor:
+        stopped = super().__call__(input_ids, scores, **kwargs)
+        state = self.state
+        bound = state.config.divergence.answer_free_energy_bound
+        if bound is None or not state.started or input_ids.shape[0] != state.batch_size:
+            return stopped
+        # Abstention: a row that just ended with a high trajectory F is relabelled as diverged.
+        state.stop_rows(state.uncertain_answers(bound), self.reason, state.last_sampled_step, relabel=True)
+        return (state.done & (state.stop_reason == self.reason)).to(input_ids.device)

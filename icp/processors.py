@@ -262,6 +262,8 @@ class ICPLogitsProcessor(LogitsProcessor):
         state.over_bound_steps = torch.where(
             active & over, state.over_bound_steps + 1, torch.zeros_like(state.over_bound_steps)
         )
+        state.free_energy_sum = state.free_energy_sum + torch.where(active, energy, torch.zeros_like(energy))
+        state.active_steps = state.active_steps + active.long()
         state.buffers.write(
             step,
             {

@@ -83,14 +83,19 @@ class DecodingState:
         self.step = 0
         self.tokens_seen = self.prompt_length  # input_ids length whose last token was processed
         capacity = _DEFAULT_CAPACITY
+        self.final_step: int | None = None  # the step that reaches generate's max_length, when known
         if context is not None and context.max_length is not None:
             capacity = max(1, context.max_length - self.prompt_length)
+            self.final_step = capacity - 1
         self.buffers = TraceBuffers(batch, capacity, device)
         self.log_temperature = log_temperature
         self.done = torch.zeros(batch, dtype=torch.bool, device=device)
         self.stop_reason = torch.full((batch,), LENGTH, dtype=torch.long, device=device)
         self.stop_step = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.over_bound_steps = torch.zeros(batch, dtype=torch.long, device=device)
+        # Each row's sum of F and count of its steps: its trajectory F, for the abstention on answers.
+        self.free_energy_sum = torch.zeros(batch, dtype=torch.float32, device=device)
+        self.active_steps = torch.zeros(batch, dtype=torch.long, device=device)
         self.loop_progress = torch.zeros(batch, dtype=torch.float32, device=device)
         self.loop_now = torch.zeros(batch, dtype=torch.bool, device=device)
         pad = context.pad_token_id if context is not None else None
@@ -174,10 +179,21 @@ class DecodingState:
         """Rows whose F or U has been beyond its bound for `patience` consecutive steps."""
         return ~self.done & (self.over_bound_steps >= self.config.divergence.patience)
 
-    def stop_rows(self, rows: torch.Tensor, reason: int, step: int) -> None:
-        """Marks `rows` (bool, batch) as stopped for `reason` at `step`, unless already stopped."""
+    def uncertain_answers(self, bound: float) -> torch.Tensor:
+        """Rows that end with the newest token (an end-of-sequence token, or the step that reaches
+        generate's `max_length`) with a trajectory F (mean of their steps' F) above `bound`."""
+        step = self.last_sampled_step
+        ended = self.done & (self.stop_reason == EOS) & (self.stop_step == step)
+        if self.final_step is not None and step >= self.final_step:
+            ended = ended | ~self.done
+        trajectory_f = self.free_energy_sum / self.active_steps.clamp(min=1)
+        return ended & (self.active_steps > 0) & (trajectory_f > bound)
+
+    def stop_rows(self, rows: torch.Tensor, reason: int, step: int, relabel: bool = False) -> None:
+        """Marks `rows` (bool, batch) as stopped for `reason` at `step`, unless already stopped; with
+        `relabel`, rows already stopped take `reason` too (their stop step is kept)."""
         newly = rows & ~self.done
-        self.stop_reason = torch.where(newly, reason, self.stop_reason)
+        self.stop_reason = torch.where(rows if relabel else newly, reason, self.stop_reason)
         self.stop_step = torch.where(newly, step, self.stop_step)
         self.done = self.done | newly
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from helpers import ForceTokens, prompt, tiny_llama
 from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -111,3 +112,40 @@ def test_loop_criterion_alone_can_be_used():
     )
     assert icp.trace.stop_reasons[3] == "loop"
     assert icp.trace.stop_step[3] == 16  # one token repeated: 16 trailing matches after 17 tokens
+
+
+def _answer_run(bound, seed=0):
+    model = tiny_llama(eos_token_id=9)
+    icp = ICP(
+        model,
+        divergence={"free_energy_bound": 1e6, "meta_uncertainty_bound": 1e6, "answer_free_energy_bound": bound},
+    )
+    torch.manual_seed(seed)
+    run(model, icp, {2: [30, 31, 9]}, max_new_tokens=8)
+    return icp.trace
+
+
+def test_answer_bound_relabels_rows_that_end_uncertain_and_keeps_the_others():
+    plain = _answer_run(None)
+    assert plain.stop_reasons[2] == "eos" and plain.stop_reasons.count("length") == 3
+    f = plain.trajectory_free_energy()
+    bound = float(np.median(f))
+    marked = _answer_run(bound)
+    for row in range(4):
+        expected = "divergence" if f[row] > bound else plain.stop_reasons[row]
+        assert marked.stop_reasons[row] == expected, (row, f[row], bound)
+    for row in range(4):  # an EOS row keeps its step; a row cut by max_length stops at the last step
+        ended = plain.stop_step[row] if plain.stop_reasons[row] == "eos" else 7
+        expected_step = ended if marked.stop_reasons[row] == "divergence" else plain.stop_step[row]
+        assert marked.stop_step[row] == expected_step
+    np.testing.assert_allclose(marked.trajectory_free_energy(), f, rtol=1e-6)
+
+
+def test_answer_bound_below_every_f_marks_every_finished_row_and_above_none():
+    assert _answer_run(-1e6).stop_reasons == ["divergence"] * 4
+    assert _answer_run(1e6).stop_reasons == ["length", "length", "eos", "length"]
+
+
+def test_answer_bound_is_checked():
+    with pytest.raises(ValueError, match="answer_free_energy_bound"):
+        ICP(divergence={"answer_free_energy_bound": float("nan")})

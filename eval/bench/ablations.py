@@ -15,6 +15,7 @@ one setting is its override set, so the generation cache tells variants apart.
 | `icp_cold` | the cold law: no entropy feedback (`gain=0`), T held at a cold `initial_temperature` (default 0.3), rows heated only while rigid (looping) and cooled while unstable |
 | `icp_target` | the seeds' law steering toward a given `target_entropy` (for the critical-region sweep) |
 | `icp_seeds_law` | the seeds' entropy-feedback law as the card set it before the cold law (gain 0.3, T0 1.0) |
+| `icp_abstain` | ICP abstaining on answers that end with a trajectory F above `answer_free_energy_bound` (default 3.2 nats, chosen on knowledge's dev split: docs/control.md) |
 
 Example:
     >>> from bench.ablations import ABLATIONS
@@ -32,14 +33,23 @@ from icp.config import SEEDS_LAW  # the seeds' law: gain 0.3 toward H* from T0 =
 
 from .decoders import DecoderSpec, GenerationPlan
 
-__all__ = ["ABLATIONS", "AT_PARAMETER", "CARD_TEMPERATURE", "SEEDS_LAW"]
+__all__ = ["ABLATIONS", "ABSTAIN_BOUND", "AT_PARAMETER", "CARD_TEMPERATURE", "SEEDS_LAW"]
 
 #: The default model card's temperature at its target entropy H* (`heat_capacity.temperature_at_target_entropy`).
 CARD_TEMPERATURE = 0.891
 
 
 #: What `<variant>@<value>` sets in `eval/ablation.py` (e.g. `icp_cold@0.5`, `icp_target@3.0`).
-AT_PARAMETER = {"icp_frozen": "initial_temperature", "icp_cold": "initial_temperature", "icp_target": "target_entropy"}
+AT_PARAMETER = {
+    "icp_frozen": "initial_temperature",
+    "icp_cold": "initial_temperature",
+    "icp_target": "target_entropy",
+    "icp_abstain": "answer_free_energy_bound",
+}
+
+#: The abstention bound chosen on knowledge's dev split: the highest answered accuracy that costs at most a
+#: point of accuracy (docs/control.md, "Abstention").
+ABSTAIN_BOUND = 3.2
 
 _FROZEN = {"gain": 0.0, "heat_rate": 0.0, "cool_rate": 0.0, "leak": 0.0}
 
@@ -69,6 +79,12 @@ def _variant(name: str, description: str, overrides: dict[str, Any], stops: bool
 _frozen, _cold, _target = _on_top_of(_FROZEN), _on_top_of({"gain": 0.0}), _on_top_of(SEEDS_LAW)
 
 
+def _abstain(params: dict[str, Any], model: Any) -> GenerationPlan:
+    """ICP (the card's settings) with the divergence criterion's abstention on finished answers."""
+    bound = params["answer_free_energy_bound"]
+    return _icp_plan({"divergence": {"answer_free_energy_bound": bound}}, model)
+
+
 ABLATIONS: dict[str, DecoderSpec] = {
     spec.name: spec
     for spec in [
@@ -91,6 +107,13 @@ ABLATIONS: dict[str, DecoderSpec] = {
             "ICP with the seeds' law toward a fixed target entropy",
             ({"target_entropy": 1.9424},),
             _target,
+            "icp (ablation)",
+        ),
+        DecoderSpec(
+            "icp_abstain",
+            "ICP abstaining on answers that end with a high trajectory F",
+            ({"answer_free_energy_bound": ABSTAIN_BOUND},),
+            _abstain,
             "icp (ablation)",
         ),
         _variant("icp_no_derepeat", "ICP without its de-repetition penalty", {"derepeat_penalty": 0.0}),

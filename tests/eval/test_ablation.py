@@ -73,6 +73,10 @@ def test_each_variant_changes_exactly_its_part(tiny_model):
     assert _plan("icp_tracking", None, tiny_model).icp.config.tracking.rate == 0.05
     assert _plan("icp", None, tiny_model).stopping_criteria
     assert _plan("icp_no_stops", None, tiny_model).stopping_criteria == []
+    abstain = _plan("icp_abstain", {"answer_free_energy_bound": 2.5}, tiny_model).icp.config
+    assert abstain.divergence.answer_free_energy_bound == 2.5
+    assert abstain.to_dict() == {**full.to_dict(), "divergence": abstain.divergence.to_dict()}
+    assert {**abstain.divergence.to_dict(), "answer_free_energy_bound": None} == full.divergence.to_dict()
 
 
 def test_frozen_variant_holds_t(tiny_model):

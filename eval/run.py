@@ -160,7 +160,11 @@ def _code_fingerprint() -> str:
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     # The command line and calibration do not decide a generation; the card ICP loads does.
-    files = [p for p in sorted((root / "icp").rglob("*.py")) if p.name not in ("cli.py", "calibrate.py")]
+    files = [
+        p
+        for p in sorted((root / "icp").rglob("*.py"))
+        if p.name not in ("cli.py", "calibrate.py") and p.parent.name != "calibration"
+    ]
     files += [root / "eval" / "bench" / n for n in ("generation.py", "decoders.py")]
     files += sorted((root / "model_cards").rglob("README.md"))
     for path in files:

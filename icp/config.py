@@ -74,8 +74,21 @@ def _from_dict(cls, data: dict[str, Any]):
     return cls(**data)
 
 
+class _DictSerialisable:
+    """`to_dict`/`from_dict` for ICP's config dataclasses: one implementation for all of them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (nested groups as dicts) that `from_dict` turns back into an equal config."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Builds the config from `to_dict`'s output; unknown keys raise a ValueError listing the allowed ones."""
+        return _from_dict(cls, data)
+
+
 @dataclass
-class RegimeThresholds:
+class RegimeThresholds(_DictSerialisable):
     """Boundaries of the four regimes in the (H, C, U, repetition) phase space.
 
     A token is, in this order of precedence:
@@ -120,16 +133,10 @@ class RegimeThresholds:
                 f"got {self.rigid_entropy} <= {self.exploratory_entropy} <= {self.unstable_entropy}."
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RegimeThresholds:
-        return _from_dict(cls, data)
 
 
 @dataclass
-class LoopConfig:
+class LoopConfig(_DictSerialisable):
     """When a row counts as looping: a cycle of at most `max_period` tokens seen `min_repeats` times
     in a row, covering at least `min_loop_tokens` repeated tokens.
 
@@ -159,16 +166,10 @@ class LoopConfig:
         """Tokens the detector needs to see: enough for the longest loop it can report."""
         return max(self.max_period * self.min_repeats, self.min_loop_tokens + self.max_period)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoopConfig:
-        return _from_dict(cls, data)
 
 
 @dataclass
-class DivergenceConfig:
+class DivergenceConfig(_DictSerialisable):
     """When a row counts as diverging: F above `free_energy_bound` or U above
     `meta_uncertainty_bound` for `patience` consecutive steps; and, when `answer_free_energy_bound` is
     set, a row that ends (an end-of-sequence token, or the last step of `max_length`) with its trajectory
@@ -203,16 +204,10 @@ class DivergenceConfig:
         if self.answer_free_energy_bound is not None:
             _check_finite("answer_free_energy_bound", self.answer_free_energy_bound)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DivergenceConfig:
-        return _from_dict(cls, data)
 
 
 @dataclass
-class TrackingConfig:
+class TrackingConfig(_DictSerialisable):
     """How each row's target entropy follows the critical region online (see [`icp.controller`]).
 
     Per row and step ICP measures the local sensitivity of coherence to entropy along the temperature
@@ -265,16 +260,10 @@ class TrackingConfig:
         """Whether the target moves at all."""
         return self.rate > 0 and self.bound > 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrackingConfig:
-        return _from_dict(cls, data)
 
 
 @dataclass
-class ICPConfig:
+class ICPConfig(_DictSerialisable):
     """Every constant of the Inference Control Plane, validated on construction.
 
     Args:
@@ -473,14 +462,42 @@ class ICPConfig:
                 f"(vocab size {vocab_size}): no distribution over this vocabulary has that much entropy."
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that [`ICPConfig.from_dict`] turns back into an equal config."""
-        return asdict(self)
+    def with_overrides(self, **overrides: Any) -> ICPConfig:
+        """A new config: this one with `overrides` applied (this one is unchanged).
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ICPConfig:
-        """Builds a config from [`ICPConfig.to_dict`]'s output; unknown keys raise, listing the allowed ones."""
-        return _from_dict(cls, data)
+        The one place ICP's settings are composed: `ICP(**overrides)` applies the card's values and then
+        the caller's with it, `ICPConfig.from_pretrained` its overrides, and the CLI's `--set` reaches it
+        through `ICP`.
+
+        Args:
+            **overrides: fields of [`ICPConfig`]. A dict for a nested group (`regimes`, `loop`,
+                `divergence`, `tracking`) changes only the fields it names; a group instance replaces the
+                whole group; any other value replaces the field.
+
+        Returns:
+            [`ICPConfig`]: the validated new config.
+
+        Raises:
+            TypeError: an override names no field of [`ICPConfig`] (the message lists the allowed ones).
+            ValueError: a nested dict names a field its group lacks, or a value fails validation.
+
+        Example:
+            >>> from icp import ICPConfig
+            >>> config = ICPConfig().with_overrides(gain=0.3, divergence={"patience": 4})
+            >>> config.gain, config.divergence.patience, config.divergence.free_energy_bound
+            (0.3, 4, 5.0)
+        """
+        data = self.to_dict()
+        unknown = sorted(set(overrides) - set(data))
+        if unknown:
+            raise TypeError(f"Unknown ICP option(s) {unknown}; allowed are the ICPConfig fields {sorted(data)}.")
+        for key, value in overrides.items():
+            if key in _NESTED_CLASSES and isinstance(value, dict):
+                _check_keys({key: value}, "the overrides")
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value.to_dict() if key in _NESTED_CLASSES and hasattr(value, "to_dict") else value
+        return ICPConfig.from_dict(data)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Writes the config as JSON to `save_directory/icp_config.json`, creating the directory.
@@ -581,23 +598,15 @@ class ICPConfig:
             raise ValueError(f"{str(path)!r} has to hold a JSON object of ICPConfig fields, got {type(data).__name__}.")
         data = {k: v for k, v in data.items() if k not in _METADATA_KEYS}
         _check_keys(data, f"{str(path)!r}")
-        if overrides:
-            unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
-            if unknown:
-                raise TypeError(
-                    f"Unknown ICPConfig override(s) {unknown} for `from_pretrained`; allowed are the ICPConfig "
-                    f"fields {sorted(f.name for f in fields(cls))}."
-                )
-            for key, value in overrides.items():
-                if key in _NESTED_CLASSES and isinstance(value, dict):
-                    _check_keys({key: value}, "the overrides")
-                    stored = data.get(key)
-                    data[key] = {**(stored if isinstance(stored, dict) else {}), **value}
-                else:
-                    data[key] = value.to_dict() if key in _NESTED_CLASSES and hasattr(value, "to_dict") else value
         try:
-            return cls.from_dict(data)
+            config = cls.from_dict(data)
         except (ValueError, TypeError) as err:
+            raise ValueError(f"Invalid ICP config from {str(path)!r}: {err}") from err
+        try:
+            return config.with_overrides(**overrides)
+        except TypeError as err:
+            raise TypeError(f"{err} (the overrides of `from_pretrained`)") from err
+        except ValueError as err:
             source = f"{str(path)!r} with the overrides {sorted(overrides)}" if overrides else f"{str(path)!r}"
             raise ValueError(f"Invalid ICP config from {source}: {err}") from err
 

@@ -32,6 +32,14 @@ A wheel install ships no cards: set `ICP_MODEL_CARDS` to a folder of cards, or p
 Slugs: the model id's last path component, lower-cased (`HuggingFaceTB/SmolLM2-135M-Instruct` →
 `smollm2-135m-instruct`); the org-qualified `huggingfacetb--smollm2-135m-instruct` is tried first, and
 a card in any folder whose model id (`model-index` name) equals the id is found too.
+
+By what the model is ([`find_card_for_model`], what `ICP(model)` uses): when `model.name_or_path` finds no
+card (the model was loaded from a folder or a file under another name), the card whose
+`icp.fingerprint` equals the model's fingerprint ([`icp.fingerprint.model_fingerprint`]: architecture,
+vocabulary and a dtype-robust checksum of a few embedding rows) is used, in the same folder order. A
+different model (other weights, even of the same architecture) has another fingerprint and gets no card.
+`card_version` 3 added the optional `icp.fingerprint` (a mapping, or a list of mappings for several
+builds of the model); cards without it load as before and are found by name only.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from .config import RegimeThresholds
+from .fingerprint import ModelFingerprint, model_architecture, model_fingerprint
 
 __all__ = [
     "CARD_FILE",
@@ -63,7 +72,9 @@ __all__ = [
     "card_model_id",
     "default_search_dirs",
     "describe_available_cards",
+    "card_fingerprints",
     "find_card",
+    "find_card_for_model",
     "fitted_slope_at",
     "load_card",
     "local_sensitivity_at",
@@ -76,7 +87,7 @@ __all__ = [
 CARD_FILE = "README.md"
 PLOT_FILE = "c_of_h.png"
 ENV_VAR = "ICP_MODEL_CARDS"
-CARD_VERSION = 2
+CARD_VERSION = 3  # 3: the optional `icp.fingerprint` (cards of version 2 load unchanged)
 LIBRARY_NAMES = ("transformers",)
 DEFAULT_LICENSE = "apache-2.0"
 REQUIRED_TAG = "icp"
@@ -254,6 +265,92 @@ def find_card(
     return None
 
 
+def card_fingerprints(metadata: dict[str, Any], path: Path | None = None) -> list[ModelFingerprint]:
+    """The fingerprints a card records (`icp.fingerprint`: a mapping or a list of mappings); `[]` without one.
+
+    Args:
+        metadata (`dict`): a card's front matter.
+        path (`Path`, *optional*): named in the error messages.
+
+    Raises:
+        ValueError: a recorded fingerprint is malformed (the message names the field).
+
+    Example:
+        >>> from icp.cards import card_fingerprints, find_card
+        >>> card = find_card("HuggingFaceTB/SmolLM2-135M-Instruct", required=True)  # the shipped card
+        >>> [str(fp) for fp in card_fingerprints(card.metadata)]
+        ['llama:49152x576x30:f1ce6524c8b90121']
+    """
+    block = metadata.get("icp") if isinstance(metadata, dict) else None
+    if not isinstance(block, dict) or block.get("fingerprint") is None:
+        return []
+    value = block["fingerprint"]
+    entries = value if isinstance(value, list) else [value]
+    if not entries:
+        raise ValueError(f"{_where(path)}`icp.fingerprint` (=[]) has to be a mapping or a non-empty list of them.")
+    out = []
+    for i, entry in enumerate(entries):
+        name = f"icp.fingerprint[{i}]" if isinstance(value, list) else "icp.fingerprint"
+        try:
+            out.append(ModelFingerprint.from_dict(entry, name=name))
+        except ValueError as err:
+            raise ValueError(f"{_where(path)}{err}") from err
+    return out
+
+
+def find_card_for_model(model: Any, search_dirs: list[str | os.PathLike] | None = None) -> ModelCard | None:
+    """The model card of a model: by its `name_or_path` ([`find_card`]), else by its fingerprint.
+
+    The fingerprint ([`icp.fingerprint.model_fingerprint`]) finds the card of a model loaded under any path
+    (e.g. the default model read with `AutoModelForCausalLM.from_pretrained(folder, gguf_file=...)`): the
+    first card, in search order, whose `icp.fingerprint` equals the model's. It is computed only when the
+    name found nothing and some card records the model's architecture (model type, vocabulary, hidden size,
+    layers), so a model no card could match costs nothing. Unreadable cards are skipped here.
+
+    Args:
+        model (`PreTrainedModel`): the model.
+        search_dirs (`list`, *optional*): folders to search; defaults to [`default_search_dirs`].
+
+    Returns:
+        [`ModelCard`] or `None`.
+
+    Example:
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> from icp.cards import find_card_for_model
+        >>> _ = torch.manual_seed(0)
+        >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+        >>> find_card_for_model(model) is None  # a random model: no name, no card with its fingerprint
+        True
+    """
+    dirs = [Path(d) for d in search_dirs] if search_dirs is not None else default_search_dirs()
+    name = getattr(model, "name_or_path", None)
+    if isinstance(name, str) and name:
+        found = find_card(name, dirs)
+        if found is not None:
+            return found
+    architecture = model_architecture(model)
+    if architecture is None:
+        return None
+    candidates = []
+    for path in _card_files(dirs):
+        try:
+            meta, _ = _read_front_matter(path)
+            recorded = card_fingerprints(meta, path)
+        except (OSError, ValueError):
+            continue
+        if any(fp.architecture == architecture for fp in recorded):
+            candidates.append((path, recorded))
+    if not candidates:
+        return None
+    fingerprint = model_fingerprint(model)
+    for path, recorded in candidates:
+        if fingerprint is not None and fingerprint in recorded:
+            return load_card(path)
+    return None
+
+
 # ----------------------------------------------------------------------------- the card
 @dataclass
 class ModelCard:
@@ -312,6 +409,11 @@ class ModelCard:
             body=body,
             path=path,
         )
+
+    @property
+    def fingerprints(self) -> list[ModelFingerprint]:
+        """The fingerprints of the model the card calibrated (`icp.fingerprint`); `[]` on an older card."""
+        return card_fingerprints(self.metadata, self.path)
 
     @property
     def reference_sensitivity(self) -> float | None:
@@ -414,6 +516,10 @@ def validate_card(card: ModelCard | dict[str, Any], path: Path | None = None) ->
       `loop_rate`) and `calibration` (`prompt_set`, `n_prompts`, `max_new_tokens`, `seed`, `date`,
       `versions`).
 
+    Optional: `icp.fingerprint` (card_version 3), the fingerprint of the model the card calibrated
+    ([`icp.fingerprint.ModelFingerprint`]: `version`, `model_type`, `vocab_size`, `hidden_size`, `num_layers`,
+    `embedding_signs`), a mapping or a list of mappings.
+
     Args:
         card ([`ModelCard`] or `dict`): a card or its front matter.
         path (`Path`, *optional*): named in the error messages.
@@ -502,6 +608,7 @@ def validate_card(card: ModelCard | dict[str, Any], path: Path | None = None) ->
     if not isinstance(date, str) or not date:
         raise ValueError(f"{_where(path)}`icp.calibration.date` (={date!r}) has to be an ISO 8601 date string.")
     _mapping(_require(calibration, "versions", "icp.calibration.", path), "icp.calibration.versions", path)
+    card_fingerprints(meta, path)  # optional; a malformed one raises
     return meta
 
 
@@ -654,7 +761,12 @@ def _plain(value: Any) -> Any:
 
 
 def card_metadata(
-    result: Any, model_id: str, model_index: list | None = None, *, license: str = DEFAULT_LICENSE
+    result: Any,
+    model_id: str,
+    model_index: list | None = None,
+    *,
+    license: str = DEFAULT_LICENSE,
+    fingerprint: Any = None,
 ) -> dict[str, Any]:
     """The front matter of the card for a [`icp.calibrate.CalibrationResult`], as `huggingface_hub`
     writes it (`ModelCardData(...).to_dict()`: `base_model`, `library_name`, `license`, `tags`, `icp`,
@@ -666,6 +778,8 @@ def card_metadata(
         model_index (`list`, *optional*): benchmark results to keep (a previous card's `model-index`; its
             results are kept, renamed to `model_id`).
         license (`str`, *optional*, defaults to `"apache-2.0"`): the card's Hub license id.
+        fingerprint ([`icp.fingerprint.ModelFingerprint`], `dict` or `list`, *optional*): the calibrated
+            model's fingerprint (`icp.fingerprint`); defaults to `result.fingerprint` when the result has one.
 
     Returns:
         `dict`: the front matter.
@@ -679,6 +793,8 @@ def card_metadata(
     """
     heat = {k: v for k, v in result.heat_capacity.items() if k != "peaks"}
     sweep = [{k: v for k, v in row.items() if k != "seconds"} for row in result.sweep]
+    if fingerprint is None:
+        fingerprint = getattr(result, "fingerprint", None)
     block = {
         "card_version": CARD_VERSION,
         "entropy": "tempered: H of softmax(z/T) in nats, what the controller steers",
@@ -707,6 +823,10 @@ def card_metadata(
             "command": _command(result, model_id),
         },
     }
+    if fingerprint is not None:
+        entries = fingerprint if isinstance(fingerprint, list) else [fingerprint]
+        recorded = [e.to_dict() if isinstance(e, ModelFingerprint) else dict(e) for e in entries]
+        block["fingerprint"] = recorded[0] if len(recorded) == 1 else recorded
     from huggingface_hub import ModelCardData
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
@@ -848,7 +968,8 @@ def _card_body(result: Any, model_id: str) -> str:
 # ICP calibration: {model_id}
 
 This card holds the settings ICP uses for `{model_id}`: `ICP(model)` finds it by
-`model.name_or_path` and takes the target entropy and the regime thresholds from it.
+`model.name_or_path` (or, under another name, by the model's fingerprint, `icp.fingerprint`) and takes
+the target entropy and the regime thresholds from it.
 Calibrated on {r.date[:10]} in {r.seconds:.0f} s ({versions}).
 
 | quantity | value |
@@ -921,7 +1042,7 @@ def write_card(
     The card is written by `huggingface_hub` (`ModelCardData.to_yaml`, `ModelCard.save`), so loading it
     with `huggingface_hub.ModelCard.load(path)` and saving it again gives the same file. An existing
     card's `model-index` (benchmark results) is kept; one that `huggingface_hub` cannot parse raises
-    before anything is written.
+    before anything is written. An existing card's `icp.fingerprint` is kept when `result` has none.
 
     Args:
         result ([`icp.calibrate.CalibrationResult`]): what `calibrate()` returned.
@@ -952,11 +1073,15 @@ def write_card(
     target = Path(folder) / model_slug(model_id)
     path = target / CARD_FILE
     model_index = None
+    fingerprint = getattr(result, "fingerprint", None)
     if path.is_file():
         try:
             previous, _ = _read_front_matter(path)
         except (OSError, ValueError):
             previous = {}
+        if fingerprint is None:  # the same model id: keep what identifies the model
+            previous_icp = previous.get("icp") if isinstance(previous.get("icp"), dict) else {}
+            fingerprint = previous_icp.get("fingerprint")
         if "model-index" in previous:
             model_index = previous["model-index"]
             try:
@@ -966,7 +1091,7 @@ def write_card(
                     f"{err} The card is not rewritten: fix or remove its `model-index` (benchmark results it "
                     "keeps), then write it again."
                 ) from err
-    meta = card_metadata(result, model_id, model_index, license=license)
+    meta = card_metadata(result, model_id, model_index, license=license, fingerprint=fingerprint)
     validate_card(meta, path=path)  # nothing is written for a bad card (a bad `license`, say)
     target.mkdir(parents=True, exist_ok=True)
     front = ModelCardData(**meta).to_yaml()

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
-from .cards import ICPCardWarning, ModelCard, find_card, load_card
+from .cards import ICPCardWarning, ModelCard, find_card_for_model, load_card
 from .config import ICPConfig
 from .controller import CriticalRegionTracker, LogTemperatureController
 from .generation_context import (
@@ -358,11 +358,11 @@ class ICP(LogitsProcessorList):
             with the model card's calibrated `target_entropy` and regime thresholds; with it, the
             config is used as given and no card is looked up.
         card (`str`, `os.PathLike`, [`ModelCard`] or `None`, *optional*, defaults to `"auto"`): `"auto"`
-            looks up the card of `model.name_or_path` ([`icp.cards.find_card`]: `$ICP_MODEL_CARDS`, then the
-            checkout's `model_cards/`); when there is none, ICP emits one [`ICPCardWarning`] per model
-            and process and uses the documented defaults. A path (a card's folder or README.md) or a
-            [`ModelCard`] uses that card; `None` uses no card. The card used is recorded in
-            `trace.metadata["card"]`.
+            looks up the card of `model.name_or_path`, else of the model's fingerprint
+            ([`icp.cards.find_card_for_model`]: `$ICP_MODEL_CARDS`, then the checkout's `model_cards/`); when
+            there is none, ICP emits one [`ICPCardWarning`] per model and process and uses the documented
+            defaults. A path (a card's folder or README.md) or a [`ModelCard`] uses that card; `None` uses
+            no card. The card used is recorded in `trace.metadata["card"]`.
         **overrides: fields of [`ICPConfig`] to change, e.g. `target_entropy=1.5`; they win over the
             card. A dict for `regimes`, `loop` or `divergence` changes only the fields it names.
 
@@ -448,7 +448,7 @@ class ICP(LogitsProcessorList):
             name = getattr(model, "name_or_path", None) if model is not None else None
             if not isinstance(name, str) or not name:
                 return None  # a model built from a config (or no model) has no id to look up
-            found = find_card(name)
+            found = find_card_for_model(model)  # by name, else by fingerprint (icp.fingerprint)
             if found is None and name not in _WARNED_NO_CARD:
                 _WARNED_NO_CARD.add(name)
                 from .cards import describe_available_cards

@@ -469,3 +469,110 @@ def test_the_card_sets_the_trackers_reference_to_its_local_slope_at_the_target(c
     assert icp.config.tracking.reference_sensitivity == pytest.approx(card.reference_sensitivity, rel=1e-4)
     assert icp.config.tracking.rate == 0.1
     assert ICP(model, tracking={"reference_sensitivity": 0.5}).config.tracking.reference_sensitivity == 0.5
+
+
+# ----------------------------------------------------------------------------- lookup by fingerprint
+def _card_with_fingerprint(folder: Path, model_id: str, fingerprint) -> Path:
+    """A valid card of `model_id` recording `fingerprint` (written as huggingface_hub writes it)."""
+    meta = card_metadata(synthetic_result(model_id), model_id, fingerprint=fingerprint)
+    path = folder / model_slug(model_id) / CARD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    HubModelCard(f"---\n{ModelCardData(**meta).to_yaml()}\n---\n# card\n").save(path)
+    return path
+
+
+def test_the_shipped_default_card_records_its_fingerprint_and_old_cards_have_none(cards_dir):
+    from icp.fingerprint import ModelFingerprint
+
+    shipped = find_card("HuggingFaceTB/SmolLM2-135M-Instruct", search_dirs=[REPO_CARDS], required=True)
+    assert shipped.icp["card_version"] == 3
+    assert shipped.fingerprints == [ModelFingerprint("llama", 49152, 576, 30, "f1ce6524c8b90121")]
+    assert load_card(cards_dir / "tiny-model").fingerprints == []  # a card without the field loads as before
+    old = copy.deepcopy(shipped.metadata)
+    old["icp"]["card_version"] = 2
+    del old["icp"]["fingerprint"]
+    assert ModelCard.from_metadata(old).fingerprints == []
+
+
+def test_a_malformed_fingerprint_is_named(meta):
+    from icp.fingerprint import model_fingerprint
+
+    good = model_fingerprint(tiny_llama()).to_dict()
+    for value, message in [
+        ({**good, "vocab_size": -1}, r"`icp\.fingerprint\.vocab_size` \(=-1\)"),
+        ([good, {**good, "embedding_signs": "no"}], r"`icp\.fingerprint\[1\]\.embedding_signs` \(='no'\)"),
+        ([], r"`icp\.fingerprint` \(=\[\]\)"),
+        ("llama", r"`icp\.fingerprint` \(='llama'\) has to be a mapping"),
+    ]:
+        bad = copy.deepcopy(meta)
+        bad["icp"]["fingerprint"] = value
+        with pytest.raises(ValueError, match=message):
+            validate_card(bad)
+    listed = copy.deepcopy(meta)
+    listed["icp"]["fingerprint"] = [good, {**good, "embedding_signs": "0" * 16}]  # several builds of one model
+    assert len(ModelCard.from_metadata(listed).fingerprints) == 2
+
+
+def test_a_model_under_another_path_finds_its_card_by_fingerprint(tmp_path, monkeypatch):
+    from icp.cards import find_card_for_model
+    from icp.fingerprint import model_fingerprint
+
+    model = tiny_llama(seed=0)
+    _card_with_fingerprint(tmp_path / "cards", "test-org/Printed-Model", model_fingerprint(model))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "cards"))
+    model.name_or_path = str(tmp_path / "some" / "checkpoint-1234")  # a path no slug or model id matches
+    assert find_card(model.name_or_path) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCardWarning)
+        icp = ICP(model)
+        same = tiny_llama(seed=0).to(torch.bfloat16)  # the same weights in another dtype, unnamed path
+        same.name_or_path = str(tmp_path / "elsewhere")
+        in_bf16 = ICP(same)
+    assert icp.card is not None and icp.card.model_id == "test-org/Printed-Model"
+    assert in_bf16.card is not None and in_bf16.card.path == icp.card.path
+    assert icp.config.target_entropy == 1.2
+    assert find_card_for_model(model).model_id == "test-org/Printed-Model"
+
+
+def test_a_different_model_is_not_matched_and_warns(tmp_path, monkeypatch):
+    """Same architecture, other weights (another seed): the fingerprint differs, no card, the warning."""
+    from icp.cards import find_card_for_model
+    from icp.fingerprint import model_fingerprint
+
+    _card_with_fingerprint(tmp_path / "cards", "test-org/Printed-Model", model_fingerprint(tiny_llama(seed=0)))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "cards"))
+    for seed, vocab in ((1, 64), (0, 96)):
+        other = tiny_llama(seed=seed, vocab_size=vocab)
+        other.name_or_path = str(tmp_path / f"look-alike-{uuid.uuid4().hex[:8]}")
+        assert find_card_for_model(other) is None
+        with pytest.warns(ICPCardWarning, match="No ICP model card for"):
+            icp = ICP(other)
+        assert icp.card is None
+
+
+def test_a_random_model_matches_no_shipped_card_and_the_fingerprint_is_computed_only_for_candidates(monkeypatch):
+    import icp.cards as cards
+
+    calls = []
+    real = cards.model_fingerprint
+    monkeypatch.setattr(cards, "model_fingerprint", lambda m: calls.append(m) or real(m))
+    model = tiny_llama()
+    model.name_or_path = f"/nowhere/{uuid.uuid4().hex[:8]}"
+    assert cards.find_card_for_model(model, search_dirs=[REPO_CARDS]) is None
+    assert calls == []  # no shipped card records a 64-token llama: nothing read from the weights
+    with pytest.warns(ICPCardWarning):
+        ICP(model)
+
+
+def test_rewriting_a_card_keeps_its_fingerprint(tmp_path):
+    from icp.fingerprint import model_fingerprint
+
+    fp = model_fingerprint(tiny_llama())
+    result = synthetic_result()
+    result.fingerprint = fp  # what a calibration of the model records
+    path = write_card(result, folder=tmp_path)
+    assert load_card(path).fingerprints == [fp]
+    write_card(synthetic_result(target=1.1), folder=tmp_path)  # a result without one: the card keeps it
+    card = load_card(path)
+    assert card.fingerprints == [fp] and card.target_entropy == 1.1
+

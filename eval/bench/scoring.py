@@ -1,5 +1,10 @@
 """Scoring a decoder's generations on a task with the suite's `evaluate` metrics, with bootstrap intervals.
 
+What a task is scored on is its YAML's `metric_list`: each entry names a metric of the registry
+[`METRICS`] (metric name -> the function that scores it, the result keys it writes and whether higher is
+better for each), and [`score_task`] runs the metrics the list names, in its order, and no other. Every
+task also gets `n` and its stop rates (`stopped_loop`, `stopped_divergence`).
+
 Metrics are `evaluate` modules loaded by path from `eval/metrics/<slug>` (offline). Intervals are
 95 % percentile bootstrap intervals over examples (`n_bootstrap` resamples, fixed seed); MAUVE, which
 clusters the whole sample, gets none.
@@ -23,19 +28,24 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .tasks import QA_SUITES
-
 __all__ = [
     "ICP_ABSTAIN_STOPS",
+    "METRICS",
     "METRIC_DIR",
     "PLAIN_SIGNALS",
     "SIGNALS",
+    "Metric",
     "MetricBank",
+    "check_metric_list",
+    "get_metric",
+    "higher_is_better",
     "most_confident",
     "same_coverage_comparison",
     "score_task",
@@ -125,39 +135,117 @@ def _resamples(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_bootstrap, n)) if n > 0 and n_bootstrap > 0 else np.zeros((0, n), dtype=int)
 
 
-def _score_text_quality(bank, task, rows, items, resamples, out, ci) -> None:
-    texts = [r["text"] for r in rows]
-    values = bank("repetition").compute(predictions=texts, per_example=True)
+class _Scoring:
+    """One decoder's scoring on one task: the inputs every metric reads and the values and intervals they write.
+
+    Args:
+        task ([`Task`]): the task.
+        rows (`list[dict]`): the generations, in the order of `items`.
+        items (`list[dict]`): the task's examples.
+        bank ([`MetricBank`]): the loaded metrics.
+        resamples (`np.ndarray` of shape `(n_bootstrap, len(rows))`): row indices of each bootstrap resample.
+    """
+
+    def __init__(self, task: Any, rows: list[dict], items: list[dict], bank: MetricBank, resamples: np.ndarray):
+        self.task, self.rows, self.items, self.bank, self.resamples = task, rows, items, bank, resamples
+        self.out: dict[str, Any] = {"n": float(len(rows))}
+        self.ci: dict[str, list[float]] = {}
+        #: Whether each answer, as written, is right: set by a correctness metric, read by `selective_prediction`.
+        self.labels: list[bool] | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [r["text"] for r in self.rows]
+
+
+def _score_repetition(s: _Scoring) -> None:
+    values = s.bank("repetition").compute(predictions=s.texts, per_example=True)
     for key in ("rep_2", "rep_3", "rep_4", "diversity", "distinct_2", "distinct_3"):
-        out[key] = float(values[key])
+        s.out[key] = float(values[key])
     # rep-n is a corpus ratio: resample generations and recompute it from their n-gram counts.
     per = {key: np.asarray(v, dtype=float) for key, v in values["per_example"].items()}
     rep = {n: [] for n in (2, 3, 4)}
-    for idx in resamples:
+    for idx in s.resamples:
         for n in rep:
             total = per[f"total_{n}"][idx].sum()
             rep[n].append(100.0 * (1.0 - per[f"unique_{n}"][idx].sum() / total) if total else 0.0)
-    if len(resamples):
-        ci["rep_4"] = _interval(rep[4])
-        ci["diversity"] = _interval(list(np.prod([1.0 - np.asarray(rep[n]) / 100.0 for n in rep], axis=0)))
+    if len(s.resamples):
+        s.ci["rep_4"] = _interval(rep[4])
+        s.ci["diversity"] = _interval(list(np.prod([1.0 - np.asarray(rep[n]) / 100.0 for n in rep], axis=0)))
 
-    loops = bank("loop_rate").compute(
-        predictions=[r["tokens"] for r in rows], reached_limit=[r["reached_limit"] for r in rows], per_example=True
+
+def _score_loop_rate(s: _Scoring) -> None:
+    loops = s.bank("loop_rate").compute(
+        predictions=[r["tokens"] for r in s.rows], reached_limit=[r["reached_limit"] for r in s.rows], per_example=True
     )
-    out["loop_rate"] = float(loops["loop_rate"])
-    out["loop_at_limit_rate"] = float(loops["loop_at_limit_rate"])
-    ci["loop_rate"] = _bootstrap_mean([float(x) for x in loops["per_example"]["looped"]], resamples)
+    s.out["loop_rate"] = float(loops["loop_rate"])
+    s.out["loop_at_limit_rate"] = float(loops["loop_at_limit_rate"])
+    s.ci["loop_rate"] = _bootstrap_mean([float(x) for x in loops["per_example"]["looped"]], s.resamples)
 
-    coherence = bank("prompt_coherence").compute(
-        predictions=texts, references=[item["prompt_text"] for item in items], per_example=True
+
+def _score_prompt_coherence(s: _Scoring) -> None:
+    coherence = s.bank("prompt_coherence").compute(
+        predictions=s.texts, references=[item["prompt_text"] for item in s.items], per_example=True
     )
-    out["coherence"] = float(coherence["coherence"])
-    ci["coherence"] = _bootstrap_mean(coherence["per_example"]["coherence"], resamples)
+    s.out["coherence"] = float(coherence["coherence"])
+    s.ci["coherence"] = _bootstrap_mean(coherence["per_example"]["coherence"], s.resamples)
 
-    references = [item.get("reference", "") for item in items]
-    if len(rows) >= 10 and all(references):
-        out["mauve"] = float(bank("mauve").compute(predictions=texts, references=references)["mauve"])
-    out["mean_tokens"] = float(np.mean([r["n_tokens"] for r in rows]))
+
+def _score_mauve(s: _Scoring) -> None:
+    """MAUVE against the items' `reference` texts; none with fewer than 10 rows or a missing reference."""
+    references = [item.get("reference", "") for item in s.items]
+    if len(s.rows) >= 10 and all(references):
+        s.out["mauve"] = float(s.bank("mauve").compute(predictions=s.texts, references=references)["mauve"])
+
+
+def _score_generation_length(s: _Scoring) -> None:
+    s.out["mean_tokens"] = float(np.mean([r["n_tokens"] for r in s.rows]))
+
+
+def _score_qa_accuracy(s: _Scoring) -> None:
+    """Accuracy against the gold aliases, a divergence stop counting as an abstention; each row gets `correct`
+    (right and not an abstention) and `answer_correct` (right as written, the label of detection)."""
+    abstained = [r.get("stop_reason") == "divergence" for r in s.rows]
+    references = [list(item["answers"]) for item in s.items]
+    qa = s.bank("qa_accuracy")
+    values = qa.compute(predictions=s.texts, references=references, abstained=abstained, per_example=True)
+    for key in ("accuracy", "exact_match", "abstention_rate", "answered_accuracy"):
+        s.out[key] = float(values[key])
+    per = values["per_example"]
+    as_written = qa.compute(predictions=s.texts, references=references, per_example=True)["per_example"]["correct"]
+    for row, correct, right in zip(s.rows, per["correct"], as_written):
+        row["correct"] = bool(correct)
+        row["answer_correct"] = bool(right)
+    s.ci["accuracy"] = _bootstrap_mean([float(x) for x in per["correct"]], s.resamples)
+    s.ci["abstention_rate"] = _bootstrap_mean([float(x) for x in per["abstained"]], s.resamples)
+    s.labels = as_written
+
+
+def _score_truthfulqa_similarity(s: _Scoring) -> None:
+    """TruthfulQA's truthful rate and margin; a row is right (`correct`, `answer_correct`) when its margin is > 0."""
+    values = s.bank("truthfulqa_similarity").compute(
+        predictions=s.texts,
+        correct_answers=[list(item["correct_answers"]) for item in s.items],
+        incorrect_answers=[list(item["incorrect_answers"]) for item in s.items],
+        per_example=True,
+    )
+    s.out["truthful_rate"] = float(values["truthful_rate"])
+    s.out["truthful_diff"] = float(values["truthful_diff"])
+    diffs = values["per_example"]["diff"]
+    for row, diff in zip(s.rows, diffs):
+        row["correct"] = row["answer_correct"] = bool(diff > 0)
+    s.ci["truthful_rate"] = _bootstrap_mean([float(d > 0) for d in diffs], s.resamples)
+    s.ci["truthful_diff"] = _bootstrap_mean(diffs, s.resamples)
+    s.labels = [d > 0 for d in diffs]
+
+
+def _score_selective_prediction(s: _Scoring) -> None:
+    """Detection of wrong answers by every signal ([`_score_detection`]) and ICP's own abstention against the
+    best plain signal at the same coverage ([`_score_selective`]), on the labels a correctness metric set."""
+    if s.labels is None:  # pragma: no cover - check_metric_list refuses such a list
+        raise ValueError(f"Task {s.task.name!r}: `selective_prediction` needs a correctness metric before it.")
+    _score_detection(s.bank, s.rows, s.labels, s.resamples, s.out, s.ci)
+    _score_selective(s.rows, s.labels, s.resamples, s.out, s.ci)
 
 
 def uncertainties(rows: list[dict], name: str) -> list[float] | None:
@@ -342,13 +430,167 @@ def _score_selective(rows, correct, resamples, out, ci) -> None:
     ci.update(intervals)
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task's `metric_list` may name: how it is scored and what it writes.
+
+    Args:
+        score (`Callable`): writes the metric's values (and intervals) for one decoder on one task.
+        higher_is_better (`dict[str, bool | None]`): every result key it writes, each with whether higher is
+            better (`None`: neither, a description such as `mean_tokens`). A key `k` also stands for the keys
+            `k_<signal>` (`auroc` for `auroc_icp_F`), as [`bench.results.direction`] reads them.
+        labels (`str`, *optional*): `"gives"` when it sets whether each answer is right, `"needs"` when it
+            reads that (so a metric that gives the labels must come before it in the list).
+        module (`str`, *optional*): the `eval/metrics/<slug>` it computes with, if any.
+    """
+
+    score: Callable[[_Scoring], None]
+    higher_is_better: dict[str, bool | None]
+    labels: str | None = None
+    module: str | None = None
+
+
+#: The metrics a task may list, by the name its `metric_list` uses.
+METRICS: dict[str, Metric] = {
+    "repetition": Metric(
+        _score_repetition,
+        {"rep_2": False, "rep_3": False, "rep_4": False, "diversity": True, "distinct_2": True, "distinct_3": True},
+        module="repetition",
+    ),
+    "loop_rate": Metric(_score_loop_rate, {"loop_rate": False, "loop_at_limit_rate": False}, module="loop_rate"),
+    "prompt_coherence": Metric(_score_prompt_coherence, {"coherence": True}, module="prompt_coherence"),
+    "mauve": Metric(_score_mauve, {"mauve": True}, module="mauve"),
+    "generation_length": Metric(_score_generation_length, {"mean_tokens": None}),
+    "qa_accuracy": Metric(
+        _score_qa_accuracy,
+        {"accuracy": True, "exact_match": True, "abstention_rate": False, "answered_accuracy": True},
+        labels="gives",
+        module="qa_accuracy",
+    ),
+    "truthfulqa_similarity": Metric(
+        _score_truthfulqa_similarity,
+        {"truthful_rate": True, "truthful_diff": True},
+        labels="gives",
+        module="truthfulqa_similarity",
+    ),
+    "selective_prediction": Metric(
+        _score_selective_prediction,
+        {
+            "auroc": True,  # auroc_<signal> and auroc_diff_<signal>
+            "prr": True,
+            "best_plain": None,
+            "best_plain_auroc": True,
+            "selective_coverage": None,
+            "selective_icp_accuracy": True,
+            "selective_threshold_accuracy": True,
+            "selective_diff": True,
+        },
+        labels="needs",
+        module="selective_prediction",
+    ),
+}
+
+
+def get_metric(name: Any, task: str) -> Metric:
+    """The registry's metric `name`, for task `task`'s metric list.
+
+    Raises:
+        `ValueError`: naming the task, the unknown metric and the registered ones.
+
+    Example:
+        >>> get_metric("loop_rate", "loops_webtext").higher_is_better["loop_rate"]
+        False
+        >>> get_metric("bleu", "nq_open")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Task 'nq_open': `metric_list` names metric 'bleu', which is not registered; allowed: ...
+    """
+    if not isinstance(name, str) or name not in METRICS:
+        raise ValueError(
+            f"Task {task!r}: `metric_list` names metric {name!r}, which is not registered; "
+            f"allowed: {', '.join(sorted(METRICS))}."
+        )
+    return METRICS[name]
+
+
+def check_metric_list(task: str, metric_list: Any) -> None:
+    """Checks a task's `metric_list` against the registry: every entry a dict naming a registered `metric`, its
+    `keys` a non-empty list of that metric's keys, its optional `higher_is_better` a bool, and a metric that
+    needs the answers' labels after one that gives them.
+
+    Args:
+        task (`str`): the task's name (for the errors).
+        metric_list (`list[dict]`): the YAML's `metric_list`.
+
+    Raises:
+        `ValueError`: naming the task, the entry and what is allowed.
+
+    Example:
+        >>> check_metric_list("t", [{"metric": "qa_accuracy", "keys": ["accuracy"]}])
+        >>> check_metric_list("t", [{"metric": "qa_accuracy", "keys": ["bleu"]}])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Task 't': metric 'qa_accuracy' has no key(s) ['bleu']; its keys: ['accuracy', 'exact_match', ...].
+    """
+    if not isinstance(metric_list, list) or not metric_list:
+        raise ValueError(f"Task {task!r}: `metric_list` (={metric_list!r}) must be a non-empty list of metrics.")
+    labelled = False
+    for entry in metric_list:
+        if not isinstance(entry, dict):
+            raise ValueError(f"Task {task!r}: a `metric_list` entry (={entry!r}) must be a dict with `metric`, `keys`.")
+        name = entry.get("metric")
+        metric = get_metric(name, task)
+        _check_entry_keys(task, name, metric, entry)
+        if metric.labels == "needs" and not labelled:
+            givers = sorted(n for n, m in METRICS.items() if m.labels == "gives")
+            raise ValueError(
+                f"Task {task!r}: metric {name!r} scores against whether each answer is right, which a metric listed "
+                f"before it decides; list one of {givers} first."
+            )
+        labelled = labelled or metric.labels == "gives"
+
+
+def _check_entry_keys(task: str, name: str, metric: Metric, entry: dict) -> None:
+    keys = entry.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise ValueError(f"Task {task!r}: metric {name!r} needs `keys`, a non-empty list; got {keys!r}.")
+    unknown = [k for k in keys if k not in metric.higher_is_better]
+    if unknown:
+        raise ValueError(
+            f"Task {task!r}: metric {name!r} has no key(s) {unknown}; its keys: {list(metric.higher_is_better)}."
+        )
+    said = entry.get("higher_is_better")
+    if said is not None and not isinstance(said, bool):
+        raise ValueError(f"Task {task!r}: metric {name!r}'s `higher_is_better` (={said!r}) must be true or false.")
+
+
+def higher_is_better(task: str, metric_list: list[dict]) -> dict[str, bool]:
+    """Key -> whether higher is better, for every key of a task's `metric_list`: the entry's own
+    `higher_is_better` where it states one, else the registry's direction for the key. Keys with neither (a
+    description, such as `mean_tokens`) are left out.
+
+    Example:
+        >>> higher_is_better("t", [{"metric": "qa_accuracy", "keys": ["accuracy", "abstention_rate"]},
+        ...                        {"metric": "generation_length", "keys": ["mean_tokens"]}])
+        {'accuracy': True, 'abstention_rate': False}
+    """
+    out: dict[str, bool] = {}
+    for entry in metric_list:
+        registered = get_metric(entry["metric"], task).higher_is_better
+        for key in entry["keys"]:
+            said = entry.get("higher_is_better", registered.get(key))
+            if said is not None:
+                out[key] = bool(said)
+    return out
+
+
 def score_task(
     task: Any, rows: list[dict], items: list[dict], bank: MetricBank, n_bootstrap: int = 200, seed: int = 0
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Scores one decoder's rows on one task.
+    """Scores one decoder's rows on one task, on the metrics its `metric_list` names ([`METRICS`]), in that order.
 
     Args:
-        task ([`Task`]): the task (its suite decides the metrics).
+        task ([`Task`]): the task (its `metric_list` decides the metrics).
         rows (`list[dict]`): the generations, in the order of `items`.
         items (`list[dict]`): the task's examples.
         bank ([`MetricBank`]): the loaded metrics.
@@ -357,62 +599,33 @@ def score_task(
 
     Returns:
         `(values, intervals)`: metric -> number (`best_plain` names a signal), and metric -> [low, high]
-        (95 %). On the hallucination suites each row also gets `correct` (a bool: right and not an
+        (95 %), with `n`, `stopped_loop` and `stopped_divergence` whatever the list. A correctness metric
+        (`qa_accuracy`, `truthfulqa_similarity`) also gives each row `correct` (a bool: right and not an
         abstention, as `accuracy` counts it) and `answer_correct` (whether the answer as written is right,
         whatever the decoder's stop; the label of detection and selective prediction).
+
+    Raises:
+        `ValueError`: when `rows` and `items` differ in length, or the list names a metric the registry lacks.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> task = SimpleNamespace(name="toy", metric_list=[{"metric": "generation_length", "keys": ["mean_tokens"]}])
+        >>> rows = [{"text": "a b", "n_tokens": 2, "stop_reason": "eos"},
+        ...         {"text": "c", "n_tokens": 1, "stop_reason": "loop"}]
+        >>> score_task(task, rows, [{}, {}], MetricBank(), n_bootstrap=0)
+        ({'n': 2.0, 'mean_tokens': 1.5, 'stopped_loop': 0.5, 'stopped_divergence': 0.0}, {})
     """
     if len(rows) != len(items):
         raise ValueError(f"{len(rows)} generations for {len(items)} examples of task {task.name!r}.")
-    resamples = _resamples(len(rows), n_bootstrap, seed)
-    out: dict[str, Any] = {"n": float(len(rows))}
-    ci: dict[str, list[float]] = {}
-    if task.suite in ("loops", "instruct"):
-        _score_text_quality(bank, task, rows, items, resamples, out, ci)
-    elif task.suite in QA_SUITES:
-        abstained = [r.get("stop_reason") == "divergence" for r in rows]
-        values = bank("qa_accuracy").compute(
-            predictions=[r["text"] for r in rows],
-            references=[list(item["answers"]) for item in items],
-            abstained=abstained,
-            per_example=True,
-        )
-        for key in ("accuracy", "exact_match", "abstention_rate", "answered_accuracy"):
-            out[key] = float(values[key])
-        per = values["per_example"]
-        as_written = bank("qa_accuracy").compute(
-            predictions=[r["text"] for r in rows],
-            references=[list(item["answers"]) for item in items],
-            per_example=True,
-        )["per_example"]["correct"]
-        for row, correct, right in zip(rows, per["correct"], as_written):
-            row["correct"] = bool(correct)
-            row["answer_correct"] = bool(right)
-        ci["accuracy"] = _bootstrap_mean([float(x) for x in per["correct"]], resamples)
-        ci["abstention_rate"] = _bootstrap_mean([float(x) for x in per["abstained"]], resamples)
-        _score_detection(bank, rows, as_written, resamples, out, ci)
-        _score_selective(rows, as_written, resamples, out, ci)
-    elif task.suite == "truthfulqa":
-        values = bank("truthfulqa_similarity").compute(
-            predictions=[r["text"] for r in rows],
-            correct_answers=[list(item["correct_answers"]) for item in items],
-            incorrect_answers=[list(item["incorrect_answers"]) for item in items],
-            per_example=True,
-        )
-        out["truthful_rate"] = float(values["truthful_rate"])
-        out["truthful_diff"] = float(values["truthful_diff"])
-        diffs = values["per_example"]["diff"]
-        for row, diff in zip(rows, diffs):
-            row["correct"] = row["answer_correct"] = bool(diff > 0)
-        ci["truthful_rate"] = _bootstrap_mean([float(d > 0) for d in diffs], resamples)
-        ci["truthful_diff"] = _bootstrap_mean(diffs, resamples)
-        _score_detection(bank, rows, [d > 0 for d in diffs], resamples, out, ci)
-        _score_selective(rows, [d > 0 for d in diffs], resamples, out, ci)
-    else:  # pragma: no cover - Task validates the suite
-        raise ValueError(f"Unknown suite {task.suite!r}.")
+    check_metric_list(task.name, task.metric_list)
+    metrics = [METRICS[name] for name in dict.fromkeys(entry["metric"] for entry in task.metric_list)]
+    scoring = _Scoring(task, rows, items, bank, _resamples(len(rows), n_bootstrap, seed))
+    for metric in metrics:
+        metric.score(scoring)
     stops = [r.get("stop_reason", "eos") for r in rows]
     for reason in ("loop", "divergence"):
-        out[f"stopped_{reason}"] = stops.count(reason) / len(stops) if stops else 0.0
-    return out, ci
+        scoring.out[f"stopped_{reason}"] = stops.count(reason) / len(stops) if stops else 0.0
+    return scoring.out, scoring.ci
 
 
 def tuning_score(task: Any, values: dict[str, float], human: dict[str, float] | None = None) -> tuple:

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .scoring import check_metric_list
+from .scoring import higher_is_better as metric_directions
+
 __all__ = [
     "BUNDLED_DATA_DIR",
     "HALLUCINATION_SUITES",
@@ -106,7 +109,9 @@ class Task:
         chat (`bool`): wrap the prompt as a user message through the tokenizer's chat template.
         split (`dict`): `seed`, `dev`, `test` sizes; optional `group_by` and `per_group`.
         max_new_tokens (`int`): generation length.
-        metric_list (`list[dict]`): `metric`, `keys`, `higher_is_better`.
+        metric_list (`list[dict]`): what the task is scored on, in order: each entry's `metric` names a metric
+            of the registry ([`bench.scoring.METRICS`]), `keys` the result keys whose direction the task records,
+            and the optional `higher_is_better` that direction (else the registry's).
         tuning (`dict`): the dev-split objective (see `bench.scoring.tuning_score`).
         metadata (`dict`): version, licence.
 
@@ -157,6 +162,10 @@ class Task:
         max_new = raw["generation"].get("max_new_tokens")
         if not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"Task file {path}: `generation.max_new_tokens` (={max_new!r}) must be an integer >= 1.")
+        try:
+            check_metric_list(raw["task"], raw["metric_list"])
+        except ValueError as error:
+            raise ValueError(f"Task file {path}: {error}") from error
         return cls(
             name=raw["task"],
             suite=raw["suite"],
@@ -176,8 +185,15 @@ class Task:
         return int(self.metadata.get("version", 0))
 
     def higher_is_better(self) -> dict[str, bool]:
-        """Metric key -> whether higher is better, from the metric list."""
-        return {key: bool(entry["higher_is_better"]) for entry in self.metric_list for key in entry["keys"]}
+        """Metric key -> whether higher is better, for every key of the metric list: the entry's own
+        `higher_is_better`, else the metric registry's ([`bench.scoring.METRICS`]); a descriptive key such as
+        `mean_tokens` has neither and is left out. What the results record as `higher_is_better[task]`.
+
+        Example:
+            >>> load_tasks()["nq_open"].higher_is_better()["abstention_rate"]
+            False
+        """
+        return metric_directions(self.name, self.metric_list)
 
     # -- data ---------------------------------------------------------------------------------------
 

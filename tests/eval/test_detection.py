@@ -20,6 +20,13 @@ from bench.scoring import (  # noqa: E402
     uncertainties,
 )
 
+#: What a QA task is scored on (nq_open's metric list): accuracy, then detection and selective prediction.
+QA_METRICS = [
+    {"metric": "qa_accuracy", "keys": ["accuracy", "exact_match", "answered_accuracy"], "higher_is_better": True},
+    {"metric": "qa_accuracy", "keys": ["abstention_rate"], "higher_is_better": False},
+    {"metric": "selective_prediction", "keys": ["auroc", "prr"], "higher_is_better": True},
+]
+
 
 def test_min_loglik_is_the_least_likely_answer_token_and_ignores_padding():
     logits = tuple(torch.log(torch.tensor([[p, 1 - p]])) for p in (0.9, 0.2, 0.5))
@@ -129,7 +136,7 @@ def test_score_task_labels_detection_by_the_answer_as_written_and_compares_icp_a
 
     from bench.scoring import score_task
 
-    task = SimpleNamespace(name="t", suite="qa")
+    task = SimpleNamespace(name="t", suite="qa", metric_list=QA_METRICS)
     items = [{"answers": [a]} for a in ("Paris", "Rome", "Oslo", "Bern", "Lima", "Kyiv")]
     texts = ["Paris", "Madrid", "Oslo", "Vienna, or maybe Graz or Linz", "Lima", "Kyiv"]
     stops = ["eos", "eos", "divergence", "eos", "eos", "loop"]
@@ -176,7 +183,8 @@ def _scored_rows(task_name, decoder, seed, n=40):
                 "min_loglik": float(-2 * rng.random()),
             }
         )  # fmt: skip
-    values, ci = score_task(SimpleNamespace(name=task_name, suite="qa"), rows, items, MetricBank(), n_bootstrap=40)
+    task = SimpleNamespace(name=task_name, suite="qa", metric_list=QA_METRICS)
+    values, ci = score_task(task, rows, items, MetricBank(), n_bootstrap=40)
     for row in rows:
         row.update({"suite": "qa", "task": task_name, "decoder": decoder})
     return rows, values, ci

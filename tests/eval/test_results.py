@@ -89,10 +89,16 @@ def test_higher_is_better_is_the_task_yamls():
     assert direction(report, "nq_open", "auroc_icp_F") is True  # auroc_<signal> takes auroc's direction
 
 
-def test_every_task_yaml_states_a_direction_for_every_metric_key():
+def test_every_metric_key_of_every_task_yaml_has_a_direction_unless_it_only_describes():
+    from bench.scoring import METRICS
+
     for task in load_tasks().values():
         directions = task.higher_is_better()
         assert directions and all(isinstance(v, bool) for v in directions.values()), task.name
+        for entry in task.metric_list:
+            for key in entry["keys"]:
+                described_only = METRICS[entry["metric"]].higher_is_better[key] is None
+                assert (key in directions) != described_only, (task.name, key)
 
 
 def test_written_results_read_back_through_the_readers(tmp_path, capsys):

@@ -529,51 +529,87 @@ def write_outputs(report: dict[str, Any], examples: list[dict], out: str | os.Pa
     return write_report(report, out, plots=plots, examples=examples)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.list_decoders:
-        print(list_decoders())
-        return 0
-    _check_args(parser, args)
-
+def _process_state():
+    """accelerate's `PartialState` of this process; on a machine without CUDA, processes started by torchrun
+    (`accelerate launch --multi_gpu`) talk over gloo and share the CPU's threads."""
     import torch
     from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes > 1 and state.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // state.num_processes))
+    return state
+
+
+def _load(args: argparse.Namespace, state) -> tuple[Runner, Any]:
+    """The model on `--device` (else this process's device) in a [`Runner`], and the metrics (main process only)."""
+    import torch
     from bench.scoring import MetricBank
 
     from icp import load_default_model
 
-    # On a machine without CUDA, processes started by torchrun (accelerate launch --multi_gpu) talk over gloo.
-    state = PartialState(cpu=not torch.cuda.is_available())
-    if state.num_processes > 1 and state.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // state.num_processes))
-    started = time.time()
     device = args.device if args.device is not None else state.device
     model, tokenizer = load_default_model(args.model, device=device, torch_dtype=getattr(torch, args.dtype))
     model.eval()
-    runner = Runner(args, state, model, tokenizer)
-    bank = MetricBank() if state.is_main_process else None
+    return Runner(args, state, model, tokenizer), MetricBank() if state.is_main_process else None
 
-    tuned_path = Path(args.tuned)
-    settings = tune_and_write(args, runner, bank, tuned_path)
-    if args.tune_only:
-        runner.observer.remove_hooks()
-        state.print(f"wrote {tuned_path}")
-        return 0
-    evaluation = evaluate(args, runner, bank, settings)
+
+def _tune(args: argparse.Namespace, runner: Runner, bank) -> dict | None:
+    """The settings to evaluate with ([`tune_and_write`]); `None` with `--tune-only`, once they are written."""
+    settings = tune_and_write(args, runner, bank, Path(args.tuned))
+    if not args.tune_only:
+        return settings
     runner.observer.remove_hooks()
-    if not state.is_main_process:
-        return 0
+    runner.state.print(f"wrote {Path(args.tuned)}")
+    return None
+
+
+def _write(
+    args: argparse.Namespace, evaluation: Evaluation, settings: dict, state, started: float, argv: list[str] | None
+) -> None:
+    """Writes the results JSON, the examples, the tables and the plots; prints the tables."""
     report = build_report(
         args,
         evaluation,
-        tuned=str(tuned_path) if settings else None,
+        tuned=str(Path(args.tuned)) if settings else None,
         processes=state.num_processes,
         runtime_s=time.time() - started,
         argv=argv,
     )
     print(write_outputs(report, evaluation.examples, args.out, plots=not args.no_plots))
     state.print(f"wrote {args.out} ({report['runtime_s']} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring): list the decoders, or tune, evaluate and write.
+
+    Args:
+        argv (`list[str]`, *optional*): the arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        `int`: 0; a bad argument exits with 2 (argparse).
+
+    Example:
+        >>> main(["--list-decoders"])  # doctest: +ELLIPSIS
+        decoder             source ...
+        0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_decoders:
+        print(list_decoders())
+        return 0
+    _check_args(parser, args)
+    state = _process_state()
+    started = time.time()
+    runner, bank = _load(args, state)
+    settings = _tune(args, runner, bank)
+    if settings is None:
+        return 0
+    evaluation = evaluate(args, runner, bank, settings)
+    runner.observer.remove_hooks()
+    if state.is_main_process:
+        _write(args, evaluation, settings, state, started, argv)
     return 0
 
 

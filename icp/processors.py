@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
@@ -50,8 +50,34 @@ from .trace import Trace
 __all__ = ["ICP", "ICPLogitsProcessor", "ICPCompositionWarning", "ICPCardWarning", "UnsupportedDecodingError"]
 
 logger = logging.getLogger(__name__)
-_NESTED = ("regimes", "loop", "divergence", "tracking")
 _WARNED_NO_CARD: set[str] = set()  # model ids already warned about (once per process)
+
+
+def _calibrate_name(name: str) -> str:
+    """What `icp calibrate --model` takes for a model called `name`: its embedded name when it is one."""
+    from .models import EMBEDDED_MODELS
+
+    embedded = [e.name for e in EMBEDDED_MODELS.values() if e.model_id == name]
+    return embedded[0] if embedded else name
+
+
+class _Measured(NamedTuple):
+    """What `_measure` read from the model's distribution at one step (all `(batch,)` but `dist`)."""
+
+    dist: ControlledStep
+    coherence: torch.Tensor
+    meta: torch.Tensor
+    regime: torch.Tensor
+
+
+class _Steered(NamedTuple):
+    """What `_steer` decided at one step: Q's step, T, the returned scores and the target it steered to."""
+
+    dist: ControlledStep
+    temperature: torch.Tensor
+    output: torch.Tensor
+    target: torch.Tensor
+    sensitivity: torch.Tensor
 
 
 class ICPCompositionWarning(UserWarning):
@@ -158,18 +184,24 @@ class ICPLogitsProcessor(LogitsProcessor):
             self._warn_about_composition(context)
             if not context.do_sample:
                 self.observe_only = True
-        x0 = self.controller.initial_state(scores.shape[0], scores.device)
-        self.state.start(input_ids, scores, x0, context, generation_id)
+        batch, device = scores.shape[0], scores.device
+        fixed_target = (
+            torch.full((batch,), self.config.target_entropy, dtype=torch.float32, device=device),
+            torch.full((batch,), math.nan, dtype=torch.float32, device=device),
+        )
+        self.state.start(
+            input_ids,
+            scores,
+            log_temperature=self.controller.initial_state(batch, device),
+            context=context,
+            generation_id=generation_id,
+            tracker=self.tracker.initial_state(batch, device),
+            fixed_target=fixed_target,
+        )
         # Inside a generate() call that does not return its scores, nothing keeps a step's output
         # past sampling, so the processor writes it into the same buffer every step (no fresh
         # (batch, vocab) allocation). Called by hand, or with output_scores, each step's is fresh.
         self.state.workspace.reuse_output = context is not None and not context.keeps_scores
-        batch, device = scores.shape[0], scores.device
-        self.state.tracker = self.tracker.initial_state(batch, device)
-        self.state.fixed_target = (
-            torch.full((batch,), self.config.target_entropy, dtype=torch.float32, device=device),
-            torch.full((batch,), math.nan, dtype=torch.float32, device=device),
-        )
 
     def _warn_about_composition(self, context: GenerationContext) -> None:
         if not context.do_sample and self.config.control:
@@ -202,9 +234,19 @@ class ICPLogitsProcessor(LogitsProcessor):
 
     # --------------------------------------------------------------------------- the step (hot)
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._enter_step(input_ids, scores)
+        active = ~self.state.done
+        measured = self._measure(input_ids, scores, active)
+        steered = self._steer(input_ids, scores, measured, active)
+        self._record(measured, steered, active)
+        return steered.output
+
+    def _enter_step(self, input_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        """Starts a new generation when this call does not continue the current one, then lets the
+        state see the token sampled after the previous step (a no-op when a criterion already did)."""
         state = self.state
         generation_id = self.hooks.generation_id if self.hooks is not None else None
-        caller = sys._getframe()
+        caller = sys._getframe(1)
         if not state.is_continuation(input_ids, generation_id) or (
             state.context is not None and not state.context.is_current(caller)
         ):
@@ -213,78 +255,91 @@ class ICPLogitsProcessor(LogitsProcessor):
             self._check_hooks_see_forward_calls()
         if self.hooks is not None:
             state.forward_calls = self.hooks.forward_calls
-        state.observe_token(input_ids)  # no-op when the stopping criteria already did it
-        config = self.config
-        step = state.step
-        active = ~state.done
+        state.observe_token(input_ids)
 
+    def _measure(self, input_ids: torch.Tensor, scores: torch.Tensor, active: torch.Tensor) -> _Measured:
+        """The model's own distribution this step: H, V, C, U and the regime of every row."""
+        state, config = self.state, self.config
         dist = observed_step(scores, state.workspace)
         coherence = self._coherence(input_ids, dist, active)
         if config.meta_uncertainty == "varentropy":
             meta = dist.varentropy
         else:
-            state.buffers.write(step, {"entropy": dist.entropy}, active)
-            meta = entropy_volatility(state.buffers.window("entropy", step, config.volatility_window))
+            state.buffers.write(state.step, {"entropy": dist.entropy}, active)
+            meta = entropy_volatility(state.buffers.window("entropy", state.step, config.volatility_window))
         regime = classify_regime(dist.entropy, coherence, meta, state.loop_progress, config.regimes)
+        return _Measured(dist, coherence, meta, regime)
 
-        target = sensitivity = None
+    def _steer(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, measured: _Measured, active: torch.Tensor
+    ) -> _Steered:
+        """This step's temperature, de-repetition and min-p (Q), and the controller's update of x = log T.
+
+        The one place T is set: `temperature = x.exp()`, x after the regime's dissipation; the feedback
+        then moves x for the next step (see docs/control.md)."""
+        state, config = self.state, self.config
         if self.observe_only:
-            temperature = torch.ones_like(dist.entropy)
-            output = scores
-        else:
-            rigid, unstable = regime == RIGID, regime == UNSTABLE
-            x = torch.where(
-                active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature
-            )
-            temperature = x.exp()
-            penalty_tokens = penalty = None
-            if state.repeat_lengths is not None and state.repeat_lengths.shape[1] > 0:
-                # De-repetition: tokens that would extend a repeat of the searched region (the generated
-                # text, or the whole context with `derepeat_prompt`) lose DRY's penalty.
-                penalty_tokens = input_ids[:, state.repeat_start(input_ids.shape[1]) + 1 :]
-                penalty = repeat_penalty(
-                    state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
-                )
-            dist = control_side(dist, temperature, config.min_p, penalty_tokens, penalty, state.workspace)
-            if self.tracks_target:
-                target, sensitivity = self._track(dist, active)
-            # The controller steers the tempered distribution's entropy; min-p then only trims its tail.
-            updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy, target)
-            state.log_temperature = torch.where(active, updated, state.log_temperature)
-            output = dist.logq
-        if target is None:  # a fixed target: the same two constant rows every step
             target, sensitivity = state.fixed_target
-        kl = dist.kl
+            return _Steered(measured.dist, torch.ones_like(measured.dist.entropy), scores, target, sensitivity)
+        rigid, unstable = measured.regime == RIGID, measured.regime == UNSTABLE
+        x = torch.where(active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature)
+        temperature = x.exp()
+        penalty_tokens, penalty = self._derepetition(input_ids)
+        dist = control_side(measured.dist, temperature, config.min_p, penalty_tokens, penalty, state.workspace)
+        if self.tracks_target:
+            target, sensitivity = self._track(dist, active)
+            steered_to = target
+        else:  # a fixed target: the same two constant rows every step
+            (target, sensitivity), steered_to = state.fixed_target, None
+        # The controller steers the tempered distribution's entropy; min-p then only trims its tail.
+        updated = self.controller.update(x, dist.tempered_entropy, dist.tempered_varentropy, steered_to)
+        state.log_temperature = torch.where(active, updated, state.log_temperature)
+        return _Steered(dist, temperature, dist.logq, target, sensitivity)
 
-        energy = free_energy(dist.entropy, kl, coherence, meta, config.gamma, config.lam)
+    def _derepetition(self, input_ids: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Tokens that would extend a repeat of the searched region (the generated text, or the whole
+        context with `derepeat_prompt`), and DRY's penalty for each; `(None, None)` when off."""
+        state, config = self.state, self.config
+        if state.repeat_lengths is None or state.repeat_lengths.shape[1] == 0:
+            return None, None
+        tokens = input_ids[:, state.repeat_start(input_ids.shape[1]) + 1 :]
+        penalty = repeat_penalty(
+            state.repeat_lengths, config.derepeat_penalty, config.derepeat_base, config.derepeat_allowed_length
+        )
+        return tokens, penalty
+
+    def _record(self, measured: _Measured, steered: _Steered, active: torch.Tensor) -> None:
+        """F, the divergence counters and the trace row of this step; advances the step."""
+        state, config = self.state, self.config
+        dist = steered.dist
+        energy = free_energy(dist.entropy, dist.kl, measured.coherence, measured.meta, config.gamma, config.lam)
         bounds = config.divergence
-        over = (energy > bounds.free_energy_bound) | (meta > bounds.meta_uncertainty_bound)
+        over = (energy > bounds.free_energy_bound) | (measured.meta > bounds.meta_uncertainty_bound)
         state.over_bound_steps = torch.where(
             active & over, state.over_bound_steps + 1, torch.zeros_like(state.over_bound_steps)
         )
         state.free_energy_sum = state.free_energy_sum + torch.where(active, energy, torch.zeros_like(energy))
         state.active_steps = state.active_steps + active.long()
         state.buffers.write(
-            step,
+            state.step,
             {
                 "entropy": dist.entropy,
                 "varentropy": dist.varentropy,
-                "coherence": coherence,
-                "meta_uncertainty": meta,
-                "kl": kl,
+                "coherence": measured.coherence,
+                "meta_uncertainty": measured.meta,
+                "kl": dist.kl,
                 "free_energy": energy,
-                "temperature": temperature,
+                "temperature": steered.temperature,
                 "tempered_entropy": dist.tempered_entropy,
                 "sampled_entropy": dist.sampled_entropy,
-                "target": target,
-                "coherence_sensitivity": sensitivity,
-                "regime": regime,
+                "target": steered.target,
+                "coherence_sensitivity": steered.sensitivity,
+                "regime": measured.regime,
             },
             active,
         )
         state.last_step = dist  # its shifted logits give the chosen token's surprisal next step
-        state.step = step + 1
-        return output
+        state.step += 1
 
     def _check_hooks_see_forward_calls(self) -> None:
         """Inside generate(), every step follows a forward call; says so, once per generation, when the hook saw none."""
@@ -387,41 +442,12 @@ class ICP(LogitsProcessorList):
             raise TypeError(f"`config` must be an ICPConfig, got {type(base).__name__}.")
         self.card = self._resolve_card(card, model, explicit_config=config is not None)
         if self.card is not None:
-            merged = base.to_dict()
-            for key, value in self.card.config_overrides().items():
-                merged[key] = {**merged[key], **value} if key == "tracking" else value
-            base = ICPConfig.from_dict(merged)
-        if overrides:
-            merged = base.to_dict()
-            unknown = sorted(set(overrides) - set(merged))
-            if unknown:
-                raise TypeError(f"Unknown ICP option(s) {unknown}; allowed are the ICPConfig fields {sorted(merged)}.")
-            for key, value in overrides.items():
-                if key in _NESTED and isinstance(value, dict):
-                    merged[key] = {**merged[key], **value}
-                else:
-                    merged[key] = value.to_dict() if key in _NESTED and hasattr(value, "to_dict") else value
-            base = ICPConfig.from_dict(merged)
+            base = base.with_overrides(**self.card.config_overrides())
+        base = base.with_overrides(**overrides)
         hooks, embeddings = None, None
         if model is not None:
             base = self._complete_from_model(base, model)
-            source = "embedding" if base.coherence == "auto" else base.coherence
-            if source == "embedding":
-                embeddings = self._input_embeddings(model)
-                if embeddings is None and base.coherence == "embedding":
-                    raise ValueError(
-                        f"`coherence='embedding'` needs the model's input embeddings, but `model` "
-                        f"({type(model).__name__}) has no `get_input_embeddings()` returning an nn.Embedding. "
-                        "Use `coherence='logits'`."
-                    )
-            # `torch.compile(model)` returns a wrapper whose `generate` runs the original module, so the
-            # hooks go on that module (`_orig_mod`); they would never fire on the wrapper.
-            hooked = getattr(model, "_orig_mod", model)
-            hooks = (
-                ModelHooks(hooked, capture_final_hidden=source == "hidden")
-                if hasattr(hooked, "register_forward_pre_hook")
-                else None
-            )
+            hooks, embeddings = self._attach(model, base)
         elif base.coherence in ("hidden", "embedding"):
             raise ValueError(
                 f"`coherence={base.coherence!r}` needs the model: pass it as `ICP(model, ...)`, or use "
@@ -455,8 +481,8 @@ class ICP(LogitsProcessorList):
 
                 warnings.warn(
                     f"No ICP model card for {name!r}: ICP uses its documented defaults (calibrated on "
-                    f"SmolLM2-135M-Instruct). {describe_available_cards()} Run `icp calibrate --model {name}` to "
-                    "write one, point $ICP_MODEL_CARDS at a folder of cards, or pass `card=None` to silence this.",
+                    f"SmolLM2-135M-Instruct). {describe_available_cards()} Run `icp calibrate --model "
+                    f"{_calibrate_name(name)}` to write one, point $ICP_MODEL_CARDS at a folder of cards, or pass `card=None` to silence this.",
                     ICPCardWarning,
                     stacklevel=3,  # points at the caller's ICP(...)
                 )
@@ -472,6 +498,26 @@ class ICP(LogitsProcessorList):
             return load_card(card)
         raise TypeError(f"`card` (={card!r}) has to be 'auto', None, a path to a model card or a ModelCard.")
 
+    @classmethod
+    def _attach(cls, model: Any, config: ICPConfig) -> tuple[ModelHooks | None, torch.Tensor | None]:
+        """The forward hooks on `model` and, for embedding coherence, its input embeddings."""
+        source = "embedding" if config.coherence == "auto" else config.coherence
+        embeddings = None
+        if source == "embedding":
+            embeddings = cls._input_embeddings(model)
+            if embeddings is None and config.coherence == "embedding":
+                raise ValueError(
+                    f"`coherence='embedding'` needs the model's input embeddings, but `model` "
+                    f"({type(model).__name__}) has no `get_input_embeddings()` returning an nn.Embedding. "
+                    "Use `coherence='logits'`."
+                )
+        # `torch.compile(model)` returns a wrapper whose `generate` runs the original module, so the
+        # hooks go on that module (`_orig_mod`); they would never fire on the wrapper.
+        hooked = getattr(model, "_orig_mod", model)
+        if not hasattr(hooked, "register_forward_pre_hook"):
+            return None, embeddings
+        return ModelHooks(hooked, capture_final_hidden=source == "hidden"), embeddings
+
     @staticmethod
     def _complete_from_model(config: ICPConfig, model: Any) -> ICPConfig:
         model_config = getattr(model, "config", None)
@@ -485,9 +531,7 @@ class ICP(LogitsProcessorList):
             if eos is None and model_config is not None:
                 eos = getattr(model_config, "eos_token_id", None)
             if eos is not None:
-                merged = config.to_dict()
-                merged["eos_token_id"] = eos if isinstance(eos, int) else [int(e) for e in eos]
-                config = ICPConfig.from_dict(merged)
+                config = config.with_overrides(eos_token_id=eos if isinstance(eos, int) else [int(e) for e in eos])
         return config
 
     @staticmethod

@@ -8,6 +8,8 @@ derived from tensor shapes, never tensor values, so nothing here synchronises wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .config import ICPConfig
@@ -71,8 +73,27 @@ class DecodingState:
         log_temperature: torch.Tensor,
         context: GenerationContext | None,
         generation_id: int | None,
+        tracker: Any = None,
+        fixed_target: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        """Sets up buffers for a generation whose first processor call sees `input_ids`, `scores`."""
+        """Sets up buffers for a generation whose first processor call sees `input_ids`, `scores`.
+
+        Every field of a generation's state is declared here. The processor writes the control side
+        (`log_temperature`, `tracker`, `coherence_reference`, `over_bound_steps`, `free_energy_sum`,
+        `active_steps`, `last_step`, the trace buffers); the token side (`observe_token`: tokens,
+        surprisal, loop progress, repeat lengths, EOS) runs once per token for whoever sees it first;
+        the stopping criteria read those and write only the stop flags (`stop_rows`).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, prompt_length)`): the prompt.
+            scores (`torch.FloatTensor` of shape `(batch, vocab)`): the first step's logits.
+            log_temperature (`torch.FloatTensor` of shape `(batch,)`): the controller's initial x = log T.
+            context ([`GenerationContext`], *optional*): the generate() call, when ICP runs inside one.
+            generation_id (`int`, *optional*): the model hook's count of generate() calls.
+            tracker (*optional*): the critical-region tracker's initial per-row state.
+            fixed_target (`tuple` of two `torch.FloatTensor`, *optional*): the target entropy and a NaN
+                sensitivity per row, recorded while the tracker does not move the target.
+        """
         batch, vocab = scores.shape
         device = scores.device
         self.started = True
@@ -89,6 +110,8 @@ class DecodingState:
             self.final_step = capacity - 1
         self.buffers = TraceBuffers(batch, capacity, device)
         self.log_temperature = log_temperature
+        self.tracker = tracker
+        self.fixed_target = fixed_target
         self.done = torch.zeros(batch, dtype=torch.bool, device=device)
         self.stop_reason = torch.full((batch,), LENGTH, dtype=torch.long, device=device)
         self.stop_step = torch.full((batch,), -1, dtype=torch.long, device=device)

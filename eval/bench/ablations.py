@@ -20,7 +20,7 @@ one setting is its override set, so the generation cache tells variants apart.
 Example:
     >>> from bench.ablations import ABLATIONS
     >>> sorted(ABLATIONS)[:2]
-    ['icp_cold', 'icp_frozen']
+    ['icp_abstain', 'icp_cold']
     >>> ABLATIONS["icp_no_min_p"].grid[0]
     {'min_p': 0.0}
 """

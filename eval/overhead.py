@@ -12,6 +12,7 @@ Run:
     python eval/overhead.py --memory                           # ICP's memory over 4096 steps at batch 32
     python eval/overhead.py --signals-only --compile           # adds ICP with torch.compile'd fused passes
     python eval/overhead.py --kernels                          # exp vs exp2, fresh vs reused, at batch 32
+    python eval/overhead.py --model gemma-3-270m --batches 1,8,32   # the second model (262,144-token vocabulary)
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ ICP_VARIANTS = {
 
 
 def make_inputs(tokenizer, batch: int):
+    """`batch` prompts, through the chat template when the tokenizer has one (a base model gets them plain)."""
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
-    texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    return tokenizer(texts, return_tensors="pt", padding=True)
+    if getattr(tokenizer, "chat_template", None):
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    return tokenizer(prompts, return_tensors="pt", padding=True)
 
 
 def decoder_kwargs(name: str, model):
@@ -332,11 +335,15 @@ def main() -> None:
     )
     parser.add_argument("--kernels", action="store_true", help="only time exp against exp2, fresh against reused")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
+    parser.add_argument(
+        "--model", default=None, help="an embedded model name (e.g. gemma-3-270m) or a folder (default: the default model)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_default_model()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
+    model, tokenizer = load_default_model(args.model)
+    print(f"{model.name_or_path} (vocabulary {model.config.vocab_size}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device cpu")
     result = {}
     if args.kernels:
         result["kernels"] = kernel_table(model.config.vocab_size)

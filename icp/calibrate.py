@@ -171,7 +171,16 @@ def calibrate(
         date=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         seconds=round(time.perf_counter() - started, 1),
         versions=_versions(),
+        fingerprint=_fingerprint(model),
     )
+
+
+def _fingerprint(model: Any) -> dict[str, Any] | None:
+    """The calibrated model's fingerprint (what lets `ICP(model)` find the card under any path), if it has one."""
+    from .fingerprint import model_fingerprint
+
+    found = model_fingerprint(model)
+    return found.to_dict() if found is not None else None
 
 
 def _derive(record: SweepRecord, *, slope_fraction: float, n_bootstrap: int, seed: int, ci_level: float) -> dict:

@@ -102,3 +102,29 @@ def test_fingerprint_dict_round_trip_and_errors():
         with pytest.raises(ValueError, match=message):
             ModelFingerprint.from_dict(value)
     assert ModelFingerprint.from_dict({**data, "version": 2}) != fp  # another scheme never matches
+
+
+def test_a_calibrated_card_records_the_fingerprint_and_is_found_under_another_name(tmp_path, monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from icp.calibrate import calibrate
+    from icp.cards import find_card_for_model, write_card
+
+    backend = Tokenizer(models.WordLevel({f"w{i}": i for i in range(64)}, unk_token="w1"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="w0")
+    model = tiny_llama(seed=3)
+    model.name_or_path = "test-org/calibrated-tiny"
+    result = calibrate(
+        model, tokenizer, prompts=["w5 w6 w7", "w9 w3"], temperatures=(0.5, 1.0, 2.0), max_new_tokens=6,
+        n_bootstrap=8, progress=False, chat=False,
+    )
+    assert result.fingerprint == model_fingerprint(model).to_dict()
+    write_card(result, folder=tmp_path)
+    monkeypatch.setenv("ICP_MODEL_CARDS", str(tmp_path))
+    model.name_or_path = "/somewhere/else/tiny"  # the same weights under a name no card has
+    assert find_card_for_model(model) is not None
+    other = tiny_llama(seed=4)
+    other.name_or_path = "/somewhere/else/tiny"
+    assert find_card_for_model(other) is None

@@ -18,7 +18,8 @@ class CalibrationResult:
 
     Args:
         model_id (`str`): the model's id or folder.
-        target_entropy (`float`): H*, nats of the tempered distribution (what the controller steers).
+        target_entropy (`float`): H*, nats of the tempered distribution: what the seeds' law
+            (`icp.SEEDS_LAW`) steers toward; the default cold law does not steer toward it (docs/control.md).
         target_entropy_ci (`list[float]`): its bootstrap interval `[low, high]` (`ci_level`).
         critical_entropy (`float`): H_c, where the fitted |dC/dH_T| peaks.
         critical_entropy_ci (`list[float]`): its bootstrap interval.
@@ -41,6 +42,8 @@ class CalibrationResult:
             any swept temperature.
         ci_level (`float`), prompt_set (`str`), n_prompts (`int`), max_new_tokens (`int`), seed (`int`),
         date (`str`, ISO 8601 UTC), seconds (`float`), versions (`dict`): provenance.
+        fingerprint (`dict`, *optional*): the model's [`icp.fingerprint.ModelFingerprint`] as a dict, which
+            the card records so that `ICP(model)` finds it under any path; `None` for a model without one.
 
     Example:
         >>> r = CalibrationResult(
@@ -74,6 +77,7 @@ class CalibrationResult:
     versions: dict[str, str] = field(default_factory=dict)
     token_quantiles: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     threshold_rules: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(THRESHOLD_RULES))
+    fingerprint: dict[str, Any] | None = None
 
     @property
     def logistic(self) -> LogisticFit:

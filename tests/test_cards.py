@@ -551,11 +551,12 @@ def test_a_different_model_is_not_matched_and_warns(tmp_path, monkeypatch):
 
 
 def test_a_random_model_matches_no_shipped_card_and_the_fingerprint_is_computed_only_for_candidates(monkeypatch):
+    import icp.card_lookup as lookup  # where find_card_for_model looks the fingerprint up
     import icp.cards as cards
 
     calls = []
-    real = cards.model_fingerprint
-    monkeypatch.setattr(cards, "model_fingerprint", lambda m: calls.append(m) or real(m))
+    real = lookup.model_fingerprint
+    monkeypatch.setattr(lookup, "model_fingerprint", lambda m: calls.append(m) or real(m))
     model = tiny_llama()
     model.name_or_path = f"/nowhere/{uuid.uuid4().hex[:8]}"
     assert cards.find_card_for_model(model, search_dirs=[REPO_CARDS]) is None

@@ -317,9 +317,17 @@ def _eval(args: argparse.Namespace) -> int:
         return int(done.code or 0)
 
 
+def _model_help() -> str:
+    """`--model`'s help: any model id or folder, or an embedded model by name ([`icp.models.EMBEDDED_MODELS`])."""
+    from .models import DEFAULT_MODEL_NAME, EMBEDDED_MODELS
+
+    default = next(spec.name for spec in EMBEDDED_MODELS.values() if spec.model_id == DEFAULT_MODEL_NAME)
+    return f"model id or folder, or an embedded model ({', '.join(EMBEDDED_MODELS)}; default: {default})"
+
+
 def _add_model_options(sub: argparse.ArgumentParser) -> None:
     """`--model`, `--device` and `--dtype`: the options of every subcommand that loads a model."""
-    sub.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    sub.add_argument("--model", default=None, help=_model_help())
     sub.add_argument(
         "--device",
         type=_device,
@@ -356,7 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"icp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate_parser(commands)
+    _add_trace_parser(commands)
+    _add_calibrate_parser(commands)
+    _add_eval_parser(commands)
+    return parser
 
+
+def _add_generate_parser(commands: argparse._SubParsersAction) -> None:
+    """`icp generate`: generate with ICP, print the texts and the trace summary."""
     gen = commands.add_parser(
         "generate",
         help="generate with ICP and print the texts and the trace summary",
@@ -380,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate, parser=gen)
 
+
+def _add_trace_parser(commands: argparse._SubParsersAction) -> None:
+    """`icp trace`: summarise, plot or export a saved trace."""
     tr = commands.add_parser(
         "trace",
         help="summarise, plot or export a saved trace",
@@ -391,13 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("path", help="the .npz file")
     tr.add_argument("--plot", help="write the trace plot (PNG)")
     shape = tr.add_mutually_exclusive_group()
-    shape.add_argument(
-        "--format", choices=TRACE_FORMATS, default="table", help="what to write (default: table)"
-    )
+    shape.add_argument("--format", choices=TRACE_FORMATS, default="table", help="what to write (default: table)")
     shape.add_argument("--json", action="store_true", help="print the per-row summary (the table) as JSON")
     tr.add_argument("--out", metavar="PATH", help="write there instead of stdout (required for parquet)")
     tr.set_defaults(handler=_trace, parser=tr)
 
+
+def _add_calibrate_parser(commands: argparse._SubParsersAction) -> None:
+    """`icp calibrate`: sweep temperatures, fit C(H) and write the model card."""
     cal = commands.add_parser(
         "calibrate",
         help="sweep temperatures, fit C(H) and write the model card",
@@ -420,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--quiet", action="store_true", help="no progress bar")
     cal.set_defaults(handler=_calibrate, parser=cal)
 
+
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    """`icp eval`: the benchmark suite of the checkout (eval/run.py), its arguments passed through."""
     ev = commands.add_parser(
         "eval",
         help="run the benchmark suite (eval/run.py): ICP against the baselines",
@@ -429,7 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--suite-dir", help="the folder holding run.py (default: $ICP_EVAL_DIR, else the checkout's eval/)")
     ev.add_argument("suite_args", nargs=argparse.REMAINDER, help="arguments for eval/run.py")
     ev.set_defaults(handler=_eval, parser=ev)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

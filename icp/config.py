@@ -371,6 +371,16 @@ class ICPConfig(_DictSerialisable):
     eos_token_id: int | list[int] | None = None
 
     def __post_init__(self) -> None:
+        # The checks run in this order, each raising on the first bad field it finds.
+        self._coerce_sub_configs()
+        self._check_controller()
+        self._check_rates_and_derepeat()
+        self._check_signals()
+        self._check_windows_and_flags()
+        self._check_eos_token_id()
+
+    def _coerce_sub_configs(self) -> None:
+        """`regimes`, `loop`, `divergence` and `tracking`: a dict of fields becomes its config class."""
         if isinstance(self.regimes, dict):
             self.regimes = RegimeThresholds.from_dict(self.regimes)
         if isinstance(self.loop, dict):
@@ -389,6 +399,9 @@ class ICPConfig(_DictSerialisable):
                 raise ValueError(
                     f"`{name}` (={getattr(self, name)!r}) has to be a {cls.__name__} or a dict of its fields."
                 )
+
+    def _check_controller(self) -> None:
+        """The controller's law: target and gain, the temperature bounds and start, the gate's floor, the leak."""
         _check_non_negative("target_entropy", self.target_entropy)
         _check_non_negative("gain", self.gain)
         for name in ("min_temperature", "max_temperature", "initial_temperature", "sensitivity_floor"):
@@ -408,6 +421,9 @@ class ICPConfig(_DictSerialisable):
                 f"[`min_temperature`, `max_temperature`] = [{self.min_temperature}, {self.max_temperature}]."
             )
         _check_unit_interval("leak", self.leak)
+
+    def _check_rates_and_derepeat(self) -> None:
+        """The regime rates, the de-repetition's penalty, growth and free length, F's weights, and `min_p`."""
         for name in ("cool_rate", "heat_rate", "derepeat_penalty", "gamma", "lam"):
             _check_non_negative(name, getattr(self, name))
         _check_finite("derepeat_base", self.derepeat_base)
@@ -415,6 +431,9 @@ class ICPConfig(_DictSerialisable):
             raise ValueError(f"`derepeat_base` (={self.derepeat_base!r}) has to be >= 1.")
         _check_int("derepeat_allowed_length", self.derepeat_allowed_length, 1)
         _check_unit_interval("min_p", self.min_p)
+
+    def _check_signals(self) -> None:
+        """How coherence and meta-uncertainty are measured: their kinds, decay, floor and windows."""
         if self.coherence not in _COHERENCE_SOURCES:
             raise ValueError(f"`coherence` (={self.coherence!r}) has to be one of {_COHERENCE_SOURCES}.")
         _check_unit_interval("coherence_decay", self.coherence_decay)
@@ -427,6 +446,9 @@ class ICPConfig(_DictSerialisable):
             )
         _check_int("volatility_window", self.volatility_window, 2)
         _check_int("recall_window", self.recall_window, 1)
+
+    def _check_windows_and_flags(self) -> None:
+        """The de-repetition's window, and the `derepeat_prompt` and `control` switches."""
         _check_int("derepeat_window", self.derepeat_window, 0)
         if self.derepeat_window == 1:
             raise ValueError("`derepeat_window` (=1) has to be 0 (no limit) or >= 2: one token holds no repeat.")
@@ -434,6 +456,9 @@ class ICPConfig(_DictSerialisable):
             raise ValueError(f"`derepeat_prompt` (={self.derepeat_prompt!r}) has to be a bool.")
         if not isinstance(self.control, bool):
             raise ValueError(f"`control` (={self.control!r}) has to be a bool.")
+
+    def _check_eos_token_id(self) -> None:
+        """`eos_token_id`: unset, a non-negative int, or a non-empty list of them."""
         if self.eos_token_id is not None:
             ids = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
             if (

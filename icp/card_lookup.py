@@ -22,7 +22,6 @@ __all__ = [
     "CardNotFoundError",
     "ICPCardWarning",
     "available_cards",
-    "card_files",
     "default_search_dirs",
     "describe_available_cards",
     "find_card",
@@ -86,14 +85,8 @@ def _search_dirs(search_dirs: list[str | os.PathLike] | None) -> list[Path]:
     return [Path(d) for d in search_dirs] if search_dirs is not None else default_search_dirs()
 
 
-def card_files(search_dirs: list[Path]) -> list[Path]:
-    """Every `<folder>/<slug>/README.md` in the search folders, folder by folder, sorted within a folder.
-
-    Example:
-        >>> from icp.card_lookup import card_files
-        >>> card_files([])
-        []
-    """
+def _card_files(search_dirs: list[Path]) -> list[Path]:
+    """Every `<folder>/<slug>/README.md` in the search folders, folder by folder, sorted within a folder."""
     files = []
     for d in search_dirs:
         if Path(d).is_dir():
@@ -104,7 +97,7 @@ def card_files(search_dirs: list[Path]) -> list[Path]:
 def available_cards(search_dirs: list[str | os.PathLike] | None = None) -> list[tuple[str, Path]]:
     """`(model id, card path)` of every card in the search folders (unreadable ones as `("<invalid>", path)`)."""
     out = []
-    for path in card_files(_search_dirs(search_dirs)):
+    for path in _card_files(_search_dirs(search_dirs)):
         try:
             meta, _ = read_front_matter(path)
             out.append((card_model_id(meta) or "<no model id>", path))
@@ -156,7 +149,7 @@ def find_card(
             if path.is_file():
                 return load_card(path)
     wanted = str(model_id).lower()
-    for path in card_files(dirs):
+    for path in _card_files(dirs):
         try:
             meta, _ = read_front_matter(path)
         except (OSError, ValueError):
@@ -207,7 +200,7 @@ def find_card_for_model(model: Any, search_dirs: list[str | os.PathLike] | None 
     if architecture is None:
         return None
     candidates = []
-    for path in card_files(dirs):
+    for path in _card_files(dirs):
         try:
             meta, _ = read_front_matter(path)
             recorded = card_fingerprints(meta, path)

@@ -172,6 +172,7 @@ def calibrate(
         seconds=round(time.perf_counter() - started, 1),
         versions=_versions(),
         fingerprint=_fingerprint(model),
+        chat=bool(chat),
     )
 
 

@@ -144,6 +144,7 @@ def _provenance(result: CalibrationResult, model_id: str) -> dict[str, Any]:
     """`icp.calibration`: how the calibration was run, and the command that runs it again."""
     return {
         "prompt_set": result.prompt_set,
+        "chat": result.chat,
         "n_prompts": result.n_prompts,
         "max_new_tokens": result.max_new_tokens,
         "temperatures": [row["temperature"] for row in result.sweep],
@@ -167,6 +168,8 @@ def _command(result: CalibrationResult, model_id: str) -> str:
     embedded = {spec.model_id: spec.name for spec in EMBEDDED_MODELS.values()}
     if model_id != DEFAULT_MODEL_NAME:
         parts.append(f"--model {embedded.get(model_id, model_id)}")  # an embedded model by its name (offline)
+    if not result.chat:
+        parts.append("--no-chat")
     if result.prompt_set != "icp.prompts.CALIBRATION_PROMPTS":
         parts.append(f"--prompts-file {result.prompt_set}")
     temperatures = [row["temperature"] for row in result.sweep]
@@ -219,6 +222,10 @@ def _summary_section(r: CalibrationResult, model_id: str) -> str:
 This card holds the settings ICP uses for `{model_id}`: `ICP(model)` finds it by
 `model.name_or_path` (or, under another name, by the model's fingerprint, `icp.fingerprint`) and takes
 the target entropy and the regime thresholds from it.
+ICP's default law is cold (gain 0, T held at 0.1) and does not decode at H*: H* is the entropy the
+seeds' law (`icp.SEEDS_LAW`) steers toward, and the regime thresholds are read at the sweep temperature
+nearest it. Steering toward fixed targets of 0.5-6 nats on SmolLM2-135M-Instruct's dev splits gave the
+best quality at the lowest target, near neither H* nor H_c (`eval/target_sweep.py`, docs/control.md).
 Calibrated on {r.date[:10]} in {r.seconds:.0f} s ({versions}).
 
 | quantity | value |

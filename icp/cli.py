@@ -248,7 +248,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         except OSError as err:
             raise _CliError(EXIT_DATA, f"`--prompts-file` (={args.prompts_file!r}) cannot be read: {err}") from err
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
-        prompt_set = Path(args.prompts_file).name
+        prompt_set = str(args.prompts_file)  # as given, so the card's command runs again from the same folder
     else:
         prompts = list(CALIBRATION_PROMPTS)
     model, tokenizer = _load_model(args.model, args.device, args.dtype)

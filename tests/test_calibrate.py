@@ -219,7 +219,7 @@ def test_cli_calibrate_writes_a_card_and_prints_json(tiny_model_dir, tmp_path, c
     payload = json.loads(capsys.readouterr().out)
     assert payload["card"] == str(out_dir / "tiny-cli" / "README.md")
     card = load_card(payload["card"])
-    assert card.icp["calibration"]["prompt_set"] == "prompts.txt"
+    assert card.icp["calibration"]["prompt_set"] == str(prompts)  # the path as given: the card's command reruns it
     assert card.icp["calibration"]["n_prompts"] == 2
     assert payload["result"]["max_new_tokens"] == 6
 

@@ -109,7 +109,7 @@ def test_a_calibrated_card_records_the_fingerprint_and_is_found_under_another_na
     from transformers import PreTrainedTokenizerFast
 
     from icp.calibrate import calibrate
-    from icp.cards import find_card_for_model, write_card
+    from icp.cards import find_card_for_model, load_card, write_card
 
     backend = Tokenizer(models.WordLevel({f"w{i}": i for i in range(64)}, unk_token="w1"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -121,7 +121,9 @@ def test_a_calibrated_card_records_the_fingerprint_and_is_found_under_another_na
         n_bootstrap=8, progress=False, chat=False,
     )
     assert result.fingerprint == model_fingerprint(model).to_dict()
-    write_card(result, folder=tmp_path)
+    written = load_card(write_card(result, folder=tmp_path))
+    assert written.icp["calibration"]["chat"] is False  # continuation prompts: the command says so
+    assert "--no-chat" in written.icp["calibration"]["command"].split()
     monkeypatch.setenv("ICP_MODEL_CARDS", str(tmp_path))
     model.name_or_path = "/somewhere/else/tiny"  # the same weights under a name no card has
     assert find_card_for_model(model) is not None

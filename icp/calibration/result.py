@@ -42,6 +42,8 @@ class CalibrationResult:
             any swept temperature.
         ci_level (`float`), prompt_set (`str`), n_prompts (`int`), max_new_tokens (`int`), seed (`int`),
         date (`str`, ISO 8601 UTC), seconds (`float`), versions (`dict`): provenance.
+        chat (`bool`, *optional*, defaults to `True`): whether the prompts went through the chat template
+            (`False` for a base model's continuation prompts; the card's command says `--no-chat`).
         fingerprint (`dict`, *optional*): the model's [`icp.fingerprint.ModelFingerprint`] as a dict, which
             the card records so that `ICP(model)` finds it under any path; `None` for a model without one.
 
@@ -78,6 +80,7 @@ class CalibrationResult:
     token_quantiles: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     threshold_rules: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(THRESHOLD_RULES))
     fingerprint: dict[str, Any] | None = None
+    chat: bool = True
 
     @property
     def logistic(self) -> LogisticFit:

@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tuned", default=str(Path(__file__).resolve().parent / "tuned" / "smollm2-135m-instruct.json")
     )
-    parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model id or folder, or an embedded model: smollm2-135m-instruct (the default) or gemma-3-270m",
+    )
     parser.add_argument("--out", default="outputs/best_of_n.json")
     args = parser.parse_args(argv)
     if args.n < 2:

@@ -336,7 +336,7 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="only time exp against exp2, fresh against reused")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
     parser.add_argument(
-        "--model", default=None, help="an embedded model name (e.g. gemma-3-270m) or a folder (default: the default model)"
+        "--model", default=None, help="an embedded model name (e.g. gemma-3-270m) or a folder (default: SmolLM2)"
     )
     args = parser.parse_args()
     if args.threads:

@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--decoders", default="all", help="comma-separated decoder names, or all (default)")
     parser.add_argument("--list-decoders", action="store_true", help="list the decoders and their grids, then exit")
-    parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model id or folder, or an embedded model: smollm2-135m-instruct (the default) or gemma-3-270m",
+    )
     parser.add_argument(
         "--device",
         default=None,

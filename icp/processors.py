@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
-from .cards import ICPCardWarning, ModelCard, find_card_for_model, load_card
+from .cards import ICPCardWarning, ModelCard, describe_available_cards, find_card_for_model, load_card
 from .config import ICPConfig
 from .controller import CriticalRegionTracker, LogTemperatureController
 from .generation_context import (
@@ -282,7 +282,8 @@ class ICPLogitsProcessor(LogitsProcessor):
             target, sensitivity = state.fixed_target
             return _Steered(measured.dist, torch.ones_like(measured.dist.entropy), scores, target, sensitivity)
         rigid, unstable = measured.regime == RIGID, measured.regime == UNSTABLE
-        x = torch.where(active, self.controller.dissipate(state.log_temperature, rigid, unstable), state.log_temperature)
+        dissipated = self.controller.dissipate(state.log_temperature, rigid, unstable)
+        x = torch.where(active, dissipated, state.log_temperature)
         temperature = x.exp()
         penalty_tokens, penalty = self._derepetition(input_ids)
         dist = control_side(measured.dist, temperature, config.min_p, penalty_tokens, penalty, state.workspace)
@@ -477,12 +478,11 @@ class ICP(LogitsProcessorList):
             found = find_card_for_model(model)  # by name, else by fingerprint (icp.fingerprint)
             if found is None and name not in _WARNED_NO_CARD:
                 _WARNED_NO_CARD.add(name)
-                from .cards import describe_available_cards
-
                 warnings.warn(
                     f"No ICP model card for {name!r}: ICP uses its documented defaults (calibrated on "
                     f"SmolLM2-135M-Instruct). {describe_available_cards()} Run `icp calibrate --model "
-                    f"{_calibrate_name(name)}` to write one, point $ICP_MODEL_CARDS at a folder of cards, or pass `card=None` to silence this.",
+                    f"{_calibrate_name(name)}` to write one, point $ICP_MODEL_CARDS at a folder of cards, or pass "
+                    "`card=None` to silence this.",
                     ICPCardWarning,
                     stacklevel=3,  # points at the caller's ICP(...)
                 )

@@ -1,4 +1,5 @@
-"""Shared pytest setup: deterministic RNGs for every test and a CI-friendly hypothesis profile."""
+"""Shared pytest setup: deterministic RNGs for every test, a CI-friendly hypothesis profile, and the
+fixtures several test modules share (model builders live in `helpers.py`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_llama
 from hypothesis import HealthCheck, settings
 
 # "ci": no per-example deadline (first torch calls are slow to warm up), a bounded number of
@@ -39,3 +41,9 @@ def _seed_everything():
 def rng() -> np.random.Generator:
     """A fresh, seeded numpy Generator for tests that prefer not to touch global state."""
     return np.random.default_rng(SEED)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The 2-layer random Llama of `helpers.tiny_llama()` (seed 0, no EOS), built once per test module."""
+    return tiny_llama()

@@ -10,11 +10,6 @@ from helpers import prompt, tiny_llama
 from icp import ICP
 
 
-@pytest.fixture(scope="module")
-def model():
-    return tiny_llama()
-
-
 @pytest.mark.parametrize("batch", [1, 256])
 def test_batch_sizes(model, batch):
     icp = ICP(model)

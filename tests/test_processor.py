@@ -15,11 +15,6 @@ from icp import SEEDS_LAW, ICP, ICPCompositionWarning, ICPConfig, UnsupportedDec
 from icp.processors import ICPLogitsProcessor
 
 
-@pytest.fixture(scope="module")
-def model():
-    return tiny_llama()
-
-
 def generate(model, icp, inputs=None, **kwargs):
     inputs = inputs if inputs is not None else prompt()
     options = icp.generation_kwargs()

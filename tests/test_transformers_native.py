@@ -30,11 +30,6 @@ NEW_TOKENS = 6
 TRANSFORMERS = version.parse(transformers.__version__)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return tiny_llama()
-
-
 @pytest.fixture
 def inputs():
     return prompt(batch=3, length=4)

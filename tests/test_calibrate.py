@@ -8,13 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_llama
+from helpers import save_tiny_model, tiny_llama, word_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
-from tokenizers import Tokenizer, pre_tokenizers
-from tokenizers import models as tok_models
-from transformers import PreTrainedTokenizerFast
 
 from icp import RegimeThresholds
 from icp.calibrate import (
@@ -35,11 +32,8 @@ from icp.signals import varentropy
 X_PEAK = brentq(lambda x: x * math.tanh(x / 2) - 2.0, 1.0, 4.0)
 
 
-def _word_tokenizer() -> PreTrainedTokenizerFast:
-    backend = Tokenizer(tok_models.WordLevel({f"w{i}": i for i in range(64)}, unk_token="w1"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="w0")
-    return tokenizer
+def _word_tokenizer():
+    return word_tokenizer(pad_token="w0")  # pad w0, no EOS: test_cli's folder has EOS w2 and no pad
 
 
 # ----------------------------------------------------------------------------- heat capacity
@@ -184,10 +178,7 @@ def test_calibrate_rejects_bad_arguments():
 # ----------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-cal")
-    tiny_llama().save_pretrained(folder)
-    _word_tokenizer().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-cal"), pad_token="w0")
 
 
 def test_cli_calibrate_writes_a_card_and_prints_json(tiny_model_dir, tmp_path, capsys):

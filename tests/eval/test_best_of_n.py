@@ -9,9 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "eval"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import best_of_n  # noqa: E402
 from bench.tasks import load_tasks  # noqa: E402
+from helpers import CHAT_TEMPLATE, save_tiny_model  # noqa: E402
 
 
 def test_majority_vote_picks_the_mode_under_the_qa_metrics_normalisation():
@@ -52,23 +54,10 @@ def test_default_tasks_exist_and_include_knowledge_and_reading():
 
 @pytest.fixture(scope="module")
 def tiny_chat_model_dir(tmp_path_factory):
-    """A tiny random Llama with a word-level tokenizer and a plain chat template, saved as a model folder."""
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers import models as tok_models
-    from transformers import PreTrainedTokenizerFast
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import tiny_llama
-
+    """A tiny random Llama (EOS 2) with a word-level tokenizer (EOS w2, pad w0) and a plain chat template,
+    saved as a model folder."""
     folder = tmp_path_factory.mktemp("tiny-chat")
-    tiny_llama(eos_token_id=2).save_pretrained(folder)
-    backend = Tokenizer(tok_models.WordLevel({f"w{i}": i for i in range(64)}, unk_token="w1"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
-    tokenizer.eos_token, tokenizer.pad_token = "w2", "w0"
-    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_model(folder, eos_token_id=2, eos_token="w2", pad_token="w0", chat_template=CHAT_TEMPLATE)
 
 
 def test_best_of_n_runs_every_selection_on_the_same_candidates(tiny_chat_model_dir, tmp_path):

@@ -8,8 +8,8 @@ MET / NOT MET. Results are keyed by task (files in the earlier suite layout are 
    least the best baseline's minus 0.01, and ICP's rep-4 and loop rate are at most half of those of
    every baseline whose coherence is at least that threshold (best - 0.01). With several seeds the
    check runs on each decoder's mean over the seeds it has, and the spread over seeds is printed.
-2. QA (the tasks of `qa`, `knowledge`, `reading`, `grounded_qa`): ICP's accuracy is at least greedy's minus 1 point, and with ICP's divergence
-   stop as abstention, its accuracy on answered questions is above greedy's.
+2. QA (the tasks of `qa`, `knowledge`, `reading`, `grounded_qa`): ICP's accuracy is at least greedy's minus 1
+   point, and with ICP's divergence stop as abstention, its accuracy on answered questions is above greedy's.
 3. Detection (the tasks of those suites and `truthfulqa`): on ICP's own answers, the AUROC of trajectory F (or
    U) for wrong answers is at least 0.03 above the best plain signal (mean entropy, max-prob, sequence,
    mean and minimum token log-likelihood, answer length), with the paired interval of the difference;

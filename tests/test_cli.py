@@ -8,10 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import tiny_llama
-from tokenizers import Tokenizer, pre_tokenizers
-from tokenizers import models as tok_models
-from transformers import PreTrainedTokenizerFast
+from helpers import save_tiny_model, tiny_llama
 
 from icp.cli import EXIT_DATA, EXIT_MODEL, EXIT_USAGE, main
 from icp.trace import Trace
@@ -19,15 +16,8 @@ from icp.trace import Trace
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    tiny_llama().save_pretrained(folder)
-    vocab = {f"w{i}": i for i in range(64)}
-    backend = Tokenizer(tok_models.WordLevel(vocab, unk_token="w1"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
-    tokenizer.eos_token = "w2"
-    tokenizer.save_pretrained(folder)
-    return folder
+    # EOS w2 and no pad token (test_calibrate's folder has pad w0 and no EOS)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"), eos_token="w2")
 
 
 def test_generate_prints_json_and_saves_a_trace_that_trace_reads(tiny_model_dir, tmp_path, capsys):

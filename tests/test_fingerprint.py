@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny_llama
+from helpers import tiny_llama, word_tokenizer
 
 from icp.fingerprint import (
     FINGERPRINT_VERSION,
@@ -105,15 +105,10 @@ def test_fingerprint_dict_round_trip_and_errors():
 
 
 def test_a_calibrated_card_records_the_fingerprint_and_is_found_under_another_name(tmp_path, monkeypatch):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     from icp.calibrate import calibrate
     from icp.cards import find_card_for_model, load_card, write_card
 
-    backend = Tokenizer(models.WordLevel({f"w{i}": i for i in range(64)}, unk_token="w1"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="w0")
+    tokenizer = word_tokenizer(pad_token="w0")
     model = tiny_llama(seed=3)
     model.name_or_path = "test-org/calibrated-tiny"
     result = calibrate(

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench.decoders import get_decoder  # noqa: E402
-from bench.generation import answer_lengths, encode, plain_signals, stop_token_ids  # noqa: E402
+from bench.generation import answer_lengths, batch_order, encode, plain_signals, stop_token_ids  # noqa: E402
 from bench.scoring import MetricBank, score_task  # noqa: E402
 from bench.tasks import HALLUCINATION_SUITES, default_data_dir, load_tasks  # noqa: E402
 from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: E402
@@ -88,17 +88,18 @@ def majority_vote(
     return max(winner, key=lambda j: score[j]), len(winner)
 
 
-def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_new_tokens):
-    """Per item, `n` candidate rows (text, tokens, signals) and ICP's choice among them."""
+def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_new_tokens, decoder="icp"):
+    """Per item (in the items' order), `n` candidate rows (text, tokens, signals) and ICP's choice among them."""
     from icp import ICPCompositionWarning
 
-    plan = get_decoder("icp").plan(params, model)
+    plan = get_decoder(decoder).plan(params, model)
     icp = plan.icp
-    per_item: list[list[dict]] = []
-    icp_choice: list[int] = []
+    per_item: list[list[dict]] = [[] for _ in items]
+    icp_choice: list[int] = [0] * len(items)
     stop_ids = stop_token_ids(model, tokenizer)
+    order = batch_order(items, task.group_by_length)
     for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
+        chunk = [items[i] for i in order[start : start + batch_size]]
         inputs = encode(tokenizer, chunk, task.chat, model.device)
         torch.manual_seed(seed + start)
         with warnings.catch_warnings():
@@ -126,13 +127,14 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
                 k = i * n + j
                 tokens = generated[k, : int(lengths[k])].tolist()
                 rows.append({
-                    "tokens": tokens, "text": tokenizer.decode(tokens, skip_special_tokens=True),
+                    "id": chunk[i]["id"], "tokens": tokens, "text": tokenizer.decode(tokens, skip_special_tokens=True),
                     "n_tokens": len(tokens), "reached_limit": len(tokens) == generated.shape[1],
                     "stop_reason": trace.stop_reasons[k], "icp_F": float(free_energy[k]),
                     "mean_loglik": signals["mean_loglik"][k], "seq_loglik": signals["seq_loglik"][k],
                 })  # fmt: skip
-            per_item.append(rows)
-            icp_choice.append(int(best[i]) - i * n)
+            position = order[start + i]
+            per_item[position] = rows
+            icp_choice[position] = int(best[i]) - i * n
     icp.remove_hooks()
     return per_item, icp_choice
 
@@ -156,10 +158,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="model id or folder, or an embedded model: smollm2-135m-instruct (the default) or gemma-3-270m",
     )
+    parser.add_argument(
+        "--decoder",
+        default="icp",
+        help="the ICP that samples the candidates: icp (its tuned settings) or an ICP ablation variant such as "
+        "icp_seeds_law (`python eval/run.py --list-decoders`)",
+    )
     parser.add_argument("--out", default="outputs/best_of_n.json")
     args = parser.parse_args(argv)
     if args.n < 2:
         parser.error(f"`--n` (={args.n}) must be at least 2: selection needs candidates.")
+    if not args.decoder.startswith("icp"):
+        parser.error(f"`--decoder` (={args.decoder!r}) must be icp or an ICP variant: F selection needs ICP's trace.")
+    try:
+        get_decoder(args.decoder)
+    except (KeyError, ValueError) as error:
+        parser.error(f"`--decoder`: {error}")
     tasks = load_tasks()
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in names if t not in tasks]
@@ -181,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         task = tasks[name]
         items = task.items(args.split, data_dir, args.limit)
         counts[name] = len(items)
-        params = settings.get(task.tuned_on, {}).get("icp")
+        params = settings.get(task.tuned_on, {}).get("icp") if args.decoder == "icp" else None
         max_new = args.max_new_tokens or task.max_new_tokens
         per_item, icp_choice = candidates(
-            model, tokenizer, task, items, params, args.n, args.seed, args.batch_size, max_new
+            model, tokenizer, task, items, params, args.n, args.seed, args.batch_size, max_new, args.decoder
         )
         # Score every candidate once (as n parallel "decoders"), then pick per selection rule.
         scored = []

@@ -204,6 +204,7 @@ class Runner:
                 params,
                 max_new,
                 self.args.batch_size,
+                task.group_by_length,
                 self.args.seed,
                 self.args.model,
                 self.fingerprint,
@@ -217,7 +218,7 @@ class Runner:
 
     def generate(self, task, items: list[dict], decoder: str, params: dict | None, label: str) -> list[dict]:
         from accelerate.utils import gather_object
-        from bench.generation import batches, generate_batch
+        from bench.generation import batch_order, batches, generate_batch
         from tqdm.auto import tqdm
 
         spec = get_decoder(decoder)
@@ -226,7 +227,8 @@ class Runner:
         if cached is not None and cached.is_file():
             return [json.loads(line) for line in cached.read_text().splitlines()]
         plan = spec.plan(params, self.model)
-        chunks = batches(items, self.args.batch_size)
+        order = batch_order(items, task.group_by_length)
+        chunks = batches([items[i] for i in order], self.args.batch_size)
         done = []
         want_logits = task.suite in HALLUCINATION_SUITES
         with self.state.split_between_processes(list(range(len(chunks))), apply_padding=True) as mine:
@@ -250,7 +252,10 @@ class Runner:
             plan.icp.remove_hooks()
         gathered = gather_object(done)
         by_index = dict(gathered)  # padding duplicates the last batch: keep one copy
-        rows = [row for index in range(len(chunks)) for row in by_index[index]]
+        in_batch_order = [row for index in range(len(chunks)) for row in by_index[index]]
+        rows = [None] * len(items)
+        for position, row in zip(order, in_batch_order, strict=True):
+            rows[position] = row
         if cached is not None and self.state.is_main_process:
             cached.parent.mkdir(parents=True, exist_ok=True)
             partial = cached.with_suffix(".partial")

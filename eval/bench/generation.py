@@ -25,7 +25,15 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from icp import ICP, ICPCompositionWarning
 
-__all__ = ["answer_lengths", "batches", "encode", "generate_batch", "plain_signals", "stop_token_ids"]
+__all__ = [
+    "answer_lengths",
+    "batch_order",
+    "batches",
+    "encode",
+    "generate_batch",
+    "plain_signals",
+    "stop_token_ids",
+]
 
 
 def batches(items: list[dict], batch_size: int) -> list[list[dict]]:
@@ -38,6 +46,24 @@ def batches(items: list[dict], batch_size: int) -> list[list[dict]]:
     if batch_size < 1:
         raise ValueError(f"`batch_size` (={batch_size!r}) must be a positive integer.")
     return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+
+def batch_order(items: list[dict], by_length: bool) -> list[int]:
+    """The order in which `items` are batched: as given, or by the length of their prompt (characters,
+    shortest first; ties keep the given order), so that a batch pads to prompts of about one length.
+
+    Args:
+        items (`list[dict]`): the task's examples, each with its `prompt_text`.
+        by_length (`bool`): order by prompt length ([`Task.group_by_length`]).
+
+    Example:
+        >>> batch_order([{"prompt_text": "abc"}, {"prompt_text": "a"}, {"prompt_text": "ab"}], by_length=True)
+        [1, 2, 0]
+        >>> batch_order([{"prompt_text": "abc"}, {"prompt_text": "a"}], by_length=False)
+        [0, 1]
+    """
+    order = list(range(len(items)))
+    return sorted(order, key=lambda i: len(items[i]["prompt_text"])) if by_length else order
 
 
 def encode(tokenizer: Any, items: list[dict], chat: bool, device: torch.device) -> dict[str, torch.Tensor]:

@@ -109,6 +109,9 @@ class Task:
         chat (`bool`): wrap the prompt as a user message through the tokenizer's chat template.
         split (`dict`): `seed`, `dev`, `test` sizes; optional `group_by` and `per_group`.
         max_new_tokens (`int`): generation length.
+        group_by_length (`bool`): batch the examples in order of prompt length (`generation.group_by_length`),
+            so that a batch pads to prompts of about its own length; for tasks whose prompts range from a
+            few words to pages (reading). Results keep the examples' order.
         metric_list (`list[dict]`): what the task is scored on, in order: each entry's `metric` names a metric
             of the registry ([`bench.scoring.METRICS`]), `keys` the result keys whose direction the task records,
             and the optional `higher_is_better` that direction (else the registry's).
@@ -135,6 +138,7 @@ class Task:
     metric_list: list[dict[str, Any]]
     tuning: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    group_by_length: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> Task:
@@ -162,6 +166,9 @@ class Task:
         max_new = raw["generation"].get("max_new_tokens")
         if not isinstance(max_new, int) or max_new < 1:
             raise ValueError(f"Task file {path}: `generation.max_new_tokens` (={max_new!r}) must be an integer >= 1.")
+        group = raw["generation"].get("group_by_length", False)
+        if not isinstance(group, bool):
+            raise ValueError(f"Task file {path}: `generation.group_by_length` (={group!r}) must be true or false.")
         try:
             check_metric_list(raw["task"], raw["metric_list"])
         except ValueError as error:
@@ -178,6 +185,7 @@ class Task:
             metric_list=raw["metric_list"],
             tuning=raw.get("tuning") or {},
             metadata=raw.get("metadata") or {},
+            group_by_length=group,
         )
 
     @property

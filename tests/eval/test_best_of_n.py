@@ -75,3 +75,24 @@ def test_best_of_n_runs_every_selection_on_the_same_candidates(tiny_chat_model_d
     assert 1 / 3 <= selections["majority"]["vote_share"] <= 1.0
     # the oracle keeps a right candidate wherever there is one: no selection beats it
     assert all(selections["oracle"]["accuracy"] >= v["accuracy"] for v in selections.values())
+
+
+def test_candidates_come_back_in_the_items_order_when_batched_by_length(tiny_chat_model_dir):
+    """reading_qed is batched by prompt length; each item's candidates must still be that item's."""
+    from icp import load_default_model
+
+    model, tokenizer = load_default_model(str(tiny_chat_model_dir))
+    task = load_tasks()["reading_qed"]
+    assert task.group_by_length
+    lengths = [9, 1, 5, 3]
+    items = [{"id": f"q{k}", "prompt_text": " ".join(["w5"] * n)} for k, n in enumerate(lengths)]
+    per_item, choice = best_of_n.candidates(model, tokenizer, task, items, None, 2, 0, 2, 3)
+    assert [[row["id"] for row in rows] for rows in per_item] == [[item["id"]] * 2 for item in items]
+    assert all(0 <= c < 2 for c in choice)
+
+
+def test_decoder_must_be_an_icp(tmp_path):
+    with pytest.raises(SystemExit):
+        best_of_n.main(["--decoder", "greedy", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit):
+        best_of_n.main(["--decoder", "icp_nonexistent", "--out", str(tmp_path / "x.json")])

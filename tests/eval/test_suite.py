@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "eval"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.decoders import DECODERS, TUNING_BUDGET, get_decoder, parse_decoders  # noqa: E402
-from bench.generation import batches, generate_batch  # noqa: E402
+from bench.generation import batch_order, batches, generate_batch  # noqa: E402
 from bench.scoring import tuning_score  # noqa: E402
 from bench.tasks import BUNDLED_DATA_DIR, SUITES, Task, default_data_dir, load_tasks, tasks_for_suite  # noqa: E402
-from helpers import tiny_llama  # noqa: E402
+from helpers import CHAT_TEMPLATE, tiny_llama, word_tokenizer  # noqa: E402
 
 # The source files the shipped split files were drawn from, where this checkout has them (optional:
 # every suite runs on the data in eval/data; this folder only lets the tests re-derive the splits).
@@ -167,6 +169,42 @@ def test_batches():
         batches([1], 0)
 
 
+@given(st.lists(st.text(max_size=12), max_size=30))
+def test_batch_order_is_a_stable_permutation_by_prompt_length(prompts):
+    items = [{"prompt_text": p} for p in prompts]
+    order = batch_order(items, by_length=True)
+    assert sorted(order) == list(range(len(items)))
+    keys = [(len(prompts[i]), i) for i in order]
+    assert keys == sorted(keys)  # shortest first, ties in the given order
+    assert batch_order(items, by_length=False) == list(range(len(items)))
+
+
+def test_grouped_batches_return_rows_in_the_examples_order():
+    """A task batched by prompt length (reading) gives the rows back in its examples' order, with the same
+    greedy tokens as batching in the given order."""
+    import argparse
+
+    from accelerate import PartialState
+    from run import Runner
+
+    model = tiny_llama(eos_token_id=2)
+    tokenizer = word_tokenizer(eos_token="w2", pad_token="w0", chat_template=CHAT_TEMPLATE)
+    task = load_tasks()["reading_qed"]
+    assert task.group_by_length
+    lengths = [7, 2, 11, 3, 5, 1]  # prompts of different lengths, not in order
+    items = [{"id": f"q{k}", "prompt_text": " ".join(f"w{3 + (j * 7 + k) % 50}" for j in range(n))}
+             for k, n in enumerate(lengths)]  # fmt: skip
+    args = argparse.Namespace(batch_size=2, seed=0, model=None, no_cache=True, cache_dir=None,
+                              max_new_tokens=3, no_progress=True)  # fmt: skip
+    runner = Runner(args, PartialState(cpu=True), model, tokenizer)
+    grouped = runner.generate(task, items, "greedy", None, "grouped")
+    assert [row["id"] for row in grouped] == [item["id"] for item in items]
+    import dataclasses
+
+    plain = runner.generate(dataclasses.replace(task, group_by_length=False), items, "greedy", None, "plain")
+    assert [row["tokens"] for row in grouped] == [row["tokens"] for row in plain]
+
+
 # -- tasks -----------------------------------------------------------------------------------------
 
 
@@ -191,6 +229,9 @@ def test_bad_task_file_is_refused(tmp_path):
         Task.from_yaml(path)
     path.write_text(good.replace("max_new_tokens: 24", "max_new_tokens: 0"))
     with pytest.raises(ValueError, match="max_new_tokens"):
+        Task.from_yaml(path)
+    path.write_text(good.replace("max_new_tokens: 24", "max_new_tokens: 24, group_by_length: 1"))
+    with pytest.raises(ValueError, match="group_by_length"):
         Task.from_yaml(path)
 
 

@@ -155,7 +155,7 @@ def run_variants(args: argparse.Namespace) -> dict:
     measures: dict = {}
     params_used: dict = {}
     for name in args.task_names:
-        task = tasks[name]
+        task = tasks[name].for_tokenizer(tokenizer)  # a base model runs a chat task's base form
         items = task.items(args.split, args.data_dir, args.limit)
         own_mean_t = None
         for variant in args.variant_names:

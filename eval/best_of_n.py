@@ -40,7 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench.decoders import get_decoder  # noqa: E402
-from bench.generation import answer_lengths, batch_order, encode, plain_signals, stop_token_ids  # noqa: E402
+from bench.generation import (  # noqa: E402
+    answer_lengths,
+    batch_order,
+    cut_at_stop,
+    encode,
+    plain_signals,
+    stop_kwargs,
+    stop_token_ids,
+    trim_trace,
+)
 from bench.scoring import MetricBank, score_task  # noqa: E402
 from bench.tasks import HALLUCINATION_SUITES, default_data_dir, load_tasks  # noqa: E402
 from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: E402
@@ -113,12 +122,13 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
                 return_dict_in_generate=True,
                 output_logits=True,
                 pad_token_id=tokenizer.pad_token_id,
+                **stop_kwargs(tokenizer, task.stop),
                 **plan.kwargs,
             )
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
-        lengths = answer_lengths(generated, stop_ids)
+        lengths, ends, texts = cut_at_stop(tokenizer, generated, answer_lengths(generated, stop_ids), task.stop)
         signals = plain_signals(out.logits, generated, lengths)
-        trace = icp.trace
+        trace = trim_trace(icp.trace, ends)  # a row the stop string ended stopped there, on "eos"
         free_energy = trace.trajectory_free_energy()
         best = trace.best_of(n)
         for i in range(len(chunk)):
@@ -127,8 +137,8 @@ def candidates(model, tokenizer, task, items, params, n, seed, batch_size, max_n
                 k = i * n + j
                 tokens = generated[k, : int(lengths[k])].tolist()
                 rows.append({
-                    "id": chunk[i]["id"], "tokens": tokens, "text": tokenizer.decode(tokens, skip_special_tokens=True),
-                    "n_tokens": len(tokens), "reached_limit": len(tokens) == generated.shape[1],
+                    "id": chunk[i]["id"], "tokens": tokens, "text": texts[k], "n_tokens": len(tokens),
+                    "reached_limit": len(tokens) == generated.shape[1] and ends[k] is None,
                     "stop_reason": trace.stop_reasons[k], "icp_F": float(free_energy[k]),
                     "mean_loglik": signals["mean_loglik"][k], "seq_loglik": signals["seq_loglik"][k],
                 })  # fmt: skip
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     intervals: dict = {}
     counts: dict[str, int] = {}
     for name in names:
-        task = tasks[name]
+        task = tasks[name].for_tokenizer(tokenizer)  # a base model runs a chat task's base form
         items = task.items(args.split, data_dir, args.limit)
         counts[name] = len(items)
         params = settings.get(task.tuned_on, {}).get("icp") if args.decoder == "icp" else None

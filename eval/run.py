@@ -199,6 +199,9 @@ class Runner:
             [
                 task.name,
                 task.version,
+                task.template,  # the prompt's form: chat, or the base form with its stop string
+                task.chat,
+                task.stop,
                 [item["id"] for item in items],
                 decoder,
                 params,
@@ -241,6 +244,7 @@ class Runner:
                     self.tokenizer,
                     chunks[index],
                     chat=task.chat,
+                    stop=task.stop,
                     plan=plan,
                     observer=None if plan.icp is not None else self.observer,
                     max_new_tokens=max_new,
@@ -277,7 +281,7 @@ def tune(runner: Runner, bank, tasks, decoders: list[str], previous: dict) -> di
 
     args, state = runner.args, runner.state
     every = load_tasks()
-    sources = [every[name] for name in dict.fromkeys(task.tuned_on for task in tasks)]
+    sources = [every[name].for_tokenizer(runner.tokenizer) for name in dict.fromkeys(task.tuned_on for task in tasks)]
     chosen = {name: dict(values) for name, values in previous.items()}
     log = {}
     for task in sources:
@@ -612,6 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     state = _process_state()
     started = time.time()
     runner, bank = _load(args, state)
+    try:  # a base model (no chat template) runs the chat tasks in their base form, or says why it cannot
+        args.tasks = [task.for_tokenizer(runner.tokenizer) for task in args.tasks]
+    except ValueError as error:
+        runner.observer.remove_hooks()
+        parser.error(str(error))
     settings = _tune(args, runner, bank)
     if settings is None:
         return 0

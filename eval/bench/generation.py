@@ -10,6 +10,10 @@ generations:
 - ICP's trajectory F and U: from ICP's own trace for the `icp` decoder, and from an observing ICP
   (`control=False`, first in the processor list, so it sees what generate's own processors produced)
   for every other decoder. The observer never changes the logits and stops nothing.
+
+A task run in its base-model form ([`Task.for_tokenizer`]) has a stop string (`task.stop`, e.g. a
+newline): generate() stops a row once its text contains it (transformers' `stop_strings`), and the
+row's answer ends there, as if the token that completed it were an EOS ([`cut_at_stop`]).
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from icp import ICP, ICPCompositionWarning
+from icp.trace import STOP_REASONS, Trace
 
 __all__ = [
     "answer_lengths",
     "batch_order",
     "batches",
+    "cut_at_stop",
     "encode",
     "generate_batch",
     "plain_signals",
+    "stop_kwargs",
     "stop_token_ids",
+    "trim_trace",
 ]
 
 
@@ -79,6 +87,20 @@ def encode(tokenizer: Any, items: list[dict], chat: bool, device: torch.device) 
     return {k: v.to(device) for k, v in encoded.items()}
 
 
+def stop_kwargs(tokenizer: Any, stop: str | None) -> dict[str, Any]:
+    """generate()'s arguments that stop a row at `stop` (transformers' `stop_strings`, which needs the
+    tokenizer); none without a stop string. A stopped row is padded with `pad_token_id` where generate()
+    pads finished rows (the model has an EOS id); [`cut_at_stop`] cuts the answer either way.
+
+    Example:
+        >>> stop_kwargs(None, None)
+        {}
+        >>> sorted(stop_kwargs("a tokenizer", "\\n"))
+        ['stop_strings', 'tokenizer']
+    """
+    return {} if stop is None else {"stop_strings": [stop], "tokenizer": tokenizer}
+
+
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     """The ids that end an answer: the model's EOS id(s) and the tokenizer's pad id."""
     return (set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.pad_token_id}) - {None}
@@ -97,6 +119,88 @@ def answer_lengths(generated: torch.Tensor, stop_ids: set[int]) -> torch.Tensor:
         stop |= generated == token
     full = torch.full((generated.shape[0],), generated.shape[1], dtype=torch.long, device=generated.device)
     return torch.where(stop.any(1), stop.float().argmax(1), full).cpu()
+
+
+def _decode(tokenizer: Any, tokens: list[int]) -> str:
+    return tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def _stop_end(tokenizer: Any, tokens: list[int], stop: str) -> int | None:
+    """The number of `tokens` up to and including the one whose text completes `stop`, or None."""
+    if stop not in _decode(tokenizer, tokens):
+        return None
+    return next(k for k in range(1, len(tokens) + 1) if stop in _decode(tokenizer, tokens[:k]))
+
+
+def cut_at_stop(
+    tokenizer: Any, generated: torch.Tensor, lengths: torch.Tensor, stop: str | None
+) -> tuple[torch.Tensor, list[int | None], list[str]]:
+    """Each row's answer: its tokens before the first EOS/pad (`lengths`), and with a stop string, what
+    comes before the first occurrence of `stop`, as if the token that completed it were an EOS.
+
+    Without `stop` the texts are the decoded tokens, as they always were. With it, a row whose text contains
+    `stop` ends at the token that completed it (`ends[i]`, counted in tokens, that token included): its
+    text is cut before `stop` and stripped, and its answer length keeps that token only when it carries
+    part of the answer (a token that is just the stop string, like an EOS, is left out, so a row whose first
+    token is the stop string has an empty answer of 0 tokens). A row whose text does not contain `stop` keeps
+    its length and its (stripped) text; its `ends[i]` is None.
+
+    Args:
+        tokenizer: the model's tokenizer (decodes without special tokens).
+        generated (`torch.Tensor` of shape `(batch, steps)`): the generated ids.
+        lengths (`torch.Tensor` of shape `(batch,)`): [`answer_lengths`].
+        stop (`str`, *optional*): the task's stop string ([`Task.stop`]).
+
+    Returns:
+        `(lengths, ends, texts)`: the answers' lengths in tokens (on the CPU), where the stop string ended
+        each row (or None) and the answers' texts.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> words = {1: "Au", 2: "\\n", 3: "Q:", 4: "Paris\\n"}
+        >>> tok = SimpleNamespace(decode=lambda ids, skip_special_tokens: "".join(words[i] for i in ids))
+        >>> generated = torch.tensor([[1, 2, 3], [2, 1, 3], [4, 3, 3], [1, 3, 3]])
+        >>> lengths, ends, texts = cut_at_stop(tok, generated, torch.tensor([3, 3, 3, 3]), "\\n")
+        >>> lengths.tolist(), ends, texts
+        ([1, 0, 1, 3], [2, 1, 1, None], ['Au', '', 'Paris', 'AuQ:Q:'])
+    """
+    rows = [row[:n] for row, n in zip(generated.tolist(), lengths.tolist())]
+    if stop is None:
+        return lengths.cpu(), [None] * len(rows), [_decode(tokenizer, row) for row in rows]
+    ends = [_stop_end(tokenizer, row, stop) for row in rows]
+    texts, kept = [], []
+    for row, end in zip(rows, ends):
+        text = _decode(tokenizer, row[:end]).split(stop, 1)[0].strip()
+        short = end is not None and _decode(tokenizer, row[: end - 1]).strip() == text
+        texts.append(text)
+        kept.append(len(row) if end is None else end - 1 if short else end)
+    return torch.tensor(kept, dtype=torch.long), ends, texts
+
+
+def trim_trace(trace: Trace, ends: list[int | None]) -> Trace:
+    """`trace` as if each row with an end (`ends[i]`, from [`cut_at_stop`]) had stopped on an EOS at its
+    last token (step `ends[i] - 1`): its signals NaN (tokens and regimes -1) after that step, its stop reason
+    "eos". A row ICP stopped no later than that keeps its own stop. What ICP records after the stop string
+    (the padding generate() appends to finished rows) is not part of the answer.
+
+    Example:
+        >>> import numpy as np
+        >>> t = Trace({"free_energy": np.ones((2, 4))}, np.array([0, 3]), np.array([-1, 1]))
+        >>> trimmed = trim_trace(t, [2, 3])  # row 1 diverged at step 1, before its stop string
+        >>> trimmed.trajectory_free_energy().tolist(), trimmed.stop_reasons, trimmed.stop_step.tolist()
+        ([1.0, 1.0], ['eos', 'divergence'], [1, 1])
+        >>> np.isnan(trimmed["free_energy"][0]).tolist(), np.isnan(trimmed["free_energy"][1]).tolist()
+        ([False, False, True, True], [False, False, False, False])
+    """
+    arrays = {name: values.copy() for name, values in trace.arrays.items()}
+    reasons, steps = trace.stop_reason_codes.copy(), trace.stop_step.copy()
+    for row, end in enumerate(ends):
+        if end is None or 0 <= steps[row] <= end - 1:
+            continue
+        for values in arrays.values():
+            values[row, end:] = np.nan if np.issubdtype(values.dtype, np.floating) else -1
+        reasons[row], steps[row] = STOP_REASONS.index("eos"), end - 1
+    return Trace(arrays, reasons, steps, dict(trace.metadata))
 
 
 def plain_signals(logits: tuple[torch.Tensor, ...], generated: torch.Tensor, lengths: torch.Tensor) -> dict:
@@ -154,8 +258,8 @@ def temperature_behaviour(temperature: np.ndarray, t_min: float, t_max: float) -
     return {"T_lag1_autocorr": lag1, "T_at_min": at_min, "T_at_max": at_max, "T_mean_abs_step": step}
 
 
-def _trajectory(icp: ICP) -> dict[str, list[float]]:
-    trace = icp.trace
+def _trajectory(icp: ICP, ends: list[int | None]) -> dict[str, list[float]]:
+    trace = trim_trace(icp.trace, ends) if any(end is not None for end in ends) else icp.trace
     data = trace.to_dict()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (stopped at once) give NaN
@@ -185,6 +289,7 @@ def generate_batch(
     items: list[dict],
     *,
     chat: bool,
+    stop: str | None = None,
     plan: Any,
     observer: ICP | None,
     max_new_tokens: int,
@@ -198,6 +303,8 @@ def generate_batch(
         model, tokenizer: the model under test.
         items (`list[dict]`): the batch's examples (`prompt_text` and the task's fields).
         chat (`bool`): apply the chat template.
+        stop (`str`, *optional*): a stop string ([`Task.stop`], a base-model prompt's): generate() stops a row
+            once its text contains it (`stop_strings`), and the row's answer ends there ([`cut_at_stop`]).
         plan (`GenerationPlan`): the decoder's kwargs, processors and criteria.
         observer (`ICP`, *optional*): an observing ICP (`control=False`) run first, for decoders other than ICP.
         max_new_tokens (`int`): the task's generation length.
@@ -205,8 +312,10 @@ def generate_batch(
         want_logit_signals (`bool`): also compute the plain signals from the raw logits (QA suites).
 
     Returns:
-        `list[dict]`: per example: `id`, `text`, `tokens` (generated ids up to EOS), `reached_limit`,
-        `stop_reason`, and the signals.
+        `list[dict]`: per example: `id`, `text`, `tokens` (generated ids up to EOS; with `stop`, up to the
+        token that completed the stop string, that token included only when it carries part of the answer:
+        see [`cut_at_stop`]), `n_tokens` (their number), `reached_limit`, `stop_reason` (a row the stop string
+        ended stopped on "eos"), and the signals (over the answer's steps).
     """
     device = next(model.parameters()).device
     inputs = encode(tokenizer, items, chat, device)
@@ -223,24 +332,26 @@ def generate_batch(
             return_dict_in_generate=True,
             output_logits=want_logit_signals,
             pad_token_id=tokenizer.pad_token_id,
+            **stop_kwargs(tokenizer, stop),
             **plan.kwargs,
         )
     prompt_length = inputs["input_ids"].shape[1]
     generated = out.sequences[:, prompt_length:]
     lengths = answer_lengths(generated, stop_token_ids(model, tokenizer))
+    lengths, ends, texts = cut_at_stop(tokenizer, generated, lengths, stop)
     rows = []
     signals = plain_signals(out.logits, generated, lengths) if want_logit_signals else {}
     icp = plan.icp if plan.icp is not None else observer
-    trajectory = _trajectory(icp) if icp is not None else {}
+    trajectory = _trajectory(icp, ends) if icp is not None else {}
     for i, item in enumerate(items):
         n = int(lengths[i])
-        tokens = generated[i, :n].tolist()
         row = {
             "id": item["id"],
-            "tokens": tokens,
-            "text": tokenizer.decode(tokens, skip_special_tokens=True),
+            "tokens": generated[i, :n].tolist(),
+            "text": texts[i],
             "n_tokens": n,
-            "reached_limit": n == generated.shape[1],  # no EOS/pad anywhere in the row
+            # no EOS/pad anywhere in the row, and no stop string
+            "reached_limit": n == generated.shape[1] and ends[i] is None,
         }
         for key, values in signals.items():
             row[key] = values[i]

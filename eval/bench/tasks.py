@@ -5,6 +5,12 @@ the user has one), how fields map to prompt, reference and answers, the prompt t
 through the chat template), a fixed dev/test split, generation settings and its metric list with
 `higher_is_better`, as lm-evaluation-harness tasks do.
 
+A chat task may also give a base-model form, `prompt.base: {template, stop}`: a plain-text prompt (a
+few-shot "Q: ... A:" continuation) and a stop string that ends the answer (generation stops once the
+answer contains it, and the answer is cut there). `Task.for_tokenizer` picks the form a model can run:
+the chat form when its tokenizer has a chat template, else the base form (a base model such as Gemma 3
+270M has none).
+
 The data travels with the repository: `eval/data/` (`BUNDLED_DATA_DIR`, the default data dir) holds,
 for every task, the rows its dev and test splits draw from the task's source file, already split
 (`dataset.split_files`); `eval/data/README.md` names each file's source, licence and filtering, and
@@ -19,9 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +61,38 @@ SUITES = ("loops", "instruct", "qa", "knowledge", "reading", "grounded_qa", "tru
 QA_SUITES = ("qa", "knowledge", "reading", "grounded_qa")
 HALLUCINATION_SUITES = (*QA_SUITES, "truthfulqa")
 _REQUIRED = ("task", "suite", "dataset", "fields", "prompt", "split", "generation", "metric_list")
+_BASE_KEYS = ("template", "stop")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def _base_prompt(path: str | os.PathLike, base: Any, chat: bool, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """`prompt.base` of the task file at `path`, validated: None, or `{template, stop}`."""
+    if base is None:
+        return None
+    where = f"Task file {path}: `prompt.base`"
+    if not isinstance(base, dict) or not set(base) <= set(_BASE_KEYS) or "template" not in base:
+        raise ValueError(f"{where} (={base!r}) must be a mapping {{template: TEXT, stop: TEXT}} (`stop` optional).")
+    if not chat:
+        raise ValueError(f"{where} is given for a task with `prompt.chat: false`; a base form is for chat tasks only.")
+    _check_base_template(where, base["template"], fields)
+    stop = base.get("stop")
+    if stop is not None and (not isinstance(stop, str) or not stop):
+        raise ValueError(f'{where}.stop (={stop!r}) must be a non-empty string (e.g. "\\n") or absent.')
+    return {"template": base["template"], "stop": stop}
+
+
+def _check_base_template(where: str, template: Any, fields: dict[str, Any]) -> None:
+    """A base template is a non-empty string naming at least one of the item's fields as `{field}`."""
+    allowed = sorted({*fields, "id", "index"})
+    try:
+        named = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except (TypeError, ValueError, AttributeError):
+        named = None
+    if not isinstance(template, str) or not named or not set(named) <= set(allowed):
+        raise ValueError(
+            f"{where}.template (={template!r}) must be a non-empty string with at least one `{{field}}`, "
+            f"fields among {allowed} (write a literal brace as `{{{{` or `}}}}`)."
+        )
 
 
 def default_data_dir() -> Path:
@@ -107,6 +146,13 @@ class Task:
         fields (`dict`): item key -> source column, or `{field, split}` / `{field, take}`.
         template (`str`): the prompt, formatted with the item's fields.
         chat (`bool`): wrap the prompt as a user message through the tokenizer's chat template.
+        base_prompt (`dict`, *optional*): a chat task's base-model form, `prompt.base` in the YAML:
+            `template` (plain text, formatted with the item's fields, e.g. a few-shot "Q: ...\\nA:") and
+            `stop` (a string that ends the answer, e.g. a newline, or None). What [`Task.for_tokenizer`]
+            runs on a model whose tokenizer has no chat template.
+        stop (`str`, *optional*): generation stops once a row's answer contains this string, and the
+            answer is cut before it (see `bench.generation.generate_batch`); set by [`Task.for_tokenizer`]
+            from the base form, None for the tasks as read.
         split (`dict`): `seed`, `dev`, `test` sizes; optional `group_by` and `per_group`.
         max_new_tokens (`int`): generation length.
         group_by_length (`bool`): batch the examples in order of prompt length (`generation.group_by_length`),
@@ -139,6 +185,8 @@ class Task:
     tuning: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     group_by_length: bool = False
+    base_prompt: dict[str, Any] | None = None
+    stop: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> Task:
@@ -173,19 +221,53 @@ class Task:
             check_metric_list(raw["task"], raw["metric_list"])
         except ValueError as error:
             raise ValueError(f"Task file {path}: {error}") from error
+        chat = bool(raw["prompt"].get("chat", False))
         return cls(
             name=raw["task"],
             suite=raw["suite"],
             dataset=raw["dataset"],
             fields=raw["fields"],
             template=raw["prompt"]["template"],
-            chat=bool(raw["prompt"].get("chat", False)),
+            chat=chat,
+            base_prompt=_base_prompt(path, raw["prompt"].get("base"), chat, raw["fields"]),
             split=split,
             max_new_tokens=max_new,
             metric_list=raw["metric_list"],
             tuning=raw.get("tuning") or {},
             metadata=raw.get("metadata") or {},
             group_by_length=group,
+        )
+
+    def for_tokenizer(self, tokenizer: Any) -> Task:
+        """The form of this task `tokenizer`'s model can run: the task itself when it is not a chat task or
+        the tokenizer has a chat template; else its base form (`prompt.base`): the base template, as plain
+        text (`chat=False`), with the base form's `stop`. Call it once the model is loaded and before
+        [`Task.items`], which formats the prompts with the returned task's template.
+
+        Args:
+            tokenizer: the model's tokenizer (anything with a `chat_template` attribute, which may be None).
+
+        Raises:
+            `ValueError`: a chat task without a base form, for a tokenizer without a chat template.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> task = load_tasks()["knowledge_countries"]
+            >>> task.for_tokenizer(SimpleNamespace(chat_template="{{ messages }}")) is task  # an instruct model
+            True
+            >>> base = task.for_tokenizer(SimpleNamespace(chat_template=None))  # a base model: no chat template
+            >>> base.chat, base.stop, base.template.endswith("Q: {question}\\nA:")
+            (False, '\\n', True)
+        """
+        if not self.chat or getattr(tokenizer, "chat_template", None):
+            return self
+        if self.base_prompt is None:
+            raise ValueError(
+                f"Task {self.name!r} is a chat task, the model's tokenizer has no chat template, and the task has "
+                "no `prompt.base` form (a plain-text template and stop string for a base model) to run instead."
+            )
+        return dataclasses.replace(
+            self, template=self.base_prompt["template"], chat=False, stop=self.base_prompt.get("stop")
         )
 
     @property

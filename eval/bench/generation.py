@@ -181,7 +181,8 @@ def trim_trace(trace: Trace, ends: list[int | None]) -> Trace:
     """`trace` as if each row with an end (`ends[i]`, from [`cut_at_stop`]) had stopped on an EOS at its
     last token (step `ends[i] - 1`): its signals NaN (tokens and regimes -1) after that step, its stop reason
     "eos". A row ICP stopped no later than that keeps its own stop. What ICP records after the stop string
-    (the padding generate() appends to finished rows) is not part of the answer.
+    (the padding generate() appends to finished rows) is not part of the answer. With no end at all (no stop
+    string, or none reached), `trace` itself.
 
     Example:
         >>> import numpy as np
@@ -192,6 +193,8 @@ def trim_trace(trace: Trace, ends: list[int | None]) -> Trace:
         >>> np.isnan(trimmed["free_energy"][0]).tolist(), np.isnan(trimmed["free_energy"][1]).tolist()
         ([False, False, True, True], [False, False, False, False])
     """
+    if all(end is None for end in ends):
+        return trace
     arrays = {name: values.copy() for name, values in trace.arrays.items()}
     reasons, steps = trace.stop_reason_codes.copy(), trace.stop_step.copy()
     for row, end in enumerate(ends):
@@ -259,7 +262,7 @@ def temperature_behaviour(temperature: np.ndarray, t_min: float, t_max: float) -
 
 
 def _trajectory(icp: ICP, ends: list[int | None]) -> dict[str, list[float]]:
-    trace = trim_trace(icp.trace, ends) if any(end is not None for end in ends) else icp.trace
+    trace = trim_trace(icp.trace, ends)
     data = trace.to_dict()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (stopped at once) give NaN

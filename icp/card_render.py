@@ -30,6 +30,7 @@ from .card_reader import (
     read_front_matter,
     validate_card,
 )
+from .card_results import results_section, with_results_section
 from .card_validation import CARD_TAGS, CARD_VERSION, DEFAULT_LICENSE, LIBRARY_NAMES, check_model_index
 from .fingerprint import ModelFingerprint
 from .models import DEFAULT_MODEL_NAME, EMBEDDED_MODELS
@@ -339,8 +340,9 @@ def write_card(
 
     The card is written by `huggingface_hub` (`ModelCardData.to_yaml`, `ModelCard.save`), so loading it
     with `huggingface_hub.ModelCard.load(path)` and saving it again gives the same file. An existing
-    card's `model-index` (benchmark results) is kept; one that `huggingface_hub` cannot parse raises
-    before anything is written. An existing card's `icp.fingerprint` is kept when `result` has none.
+    card's `model-index` (benchmark results) and its results section (`icp.card_results`) are kept; a
+    `model-index` that `huggingface_hub` cannot parse raises before anything is written. An existing
+    card's `icp.fingerprint` is kept when `result` has none.
 
     Args:
         result ([`icp.calibrate.CalibrationResult`]): what `calibrate()` returned.
@@ -370,15 +372,29 @@ def write_card(
     validate_card(meta, path=path)  # nothing is written for a bad card (a bad `license`, say)
     target.mkdir(parents=True, exist_ok=True)
     front = ModelCardData(**meta).to_yaml()
-    HubModelCard(f"---\n{front}\n---\n{_card_body(result, model_id)}").save(path)
+    body = with_results_section(_card_body(result, model_id), _previous_results_section(path))
+    HubModelCard(f"---\n{front}\n---\n{body}").save(path)
     plot_calibration(result, str(target / PLOT_FILE))
     load_card(path)  # what we wrote must read back
     return path
 
 
-def _kept_from_previous(
-    path: Path, fingerprint: FingerprintLike | None
-) -> tuple[list | None, FingerprintLike | None]:
+def _previous_results_section(path: Path) -> str | None:
+    """The results section of the card at `path` (`icp.card_results`), or `None` when there is no card or
+    no section. A card whose markers are broken raises: the card is not rewritten."""
+    if not path.is_file():
+        return None
+    try:
+        _, body = read_front_matter(path)
+    except (OSError, ValueError):
+        return None
+    try:
+        return results_section(body)
+    except ValueError as err:
+        raise ValueError(f"Model card {path}: {err} The card is not rewritten: fix the markers first.") from err
+
+
+def _kept_from_previous(path: Path, fingerprint: FingerprintLike | None) -> tuple[list | None, FingerprintLike | None]:
     """What a rewritten card keeps of the card at `path`: its `model-index`, and its fingerprint when the new
     calibration has none (the same model id: what identifies the model). A `model-index` the Hub cannot
     parse raises: the card is not rewritten."""

@@ -51,7 +51,9 @@ imported from here:
 - `icp.card_lookup`: finding a model's card (the search path, slugs, [`find_card`], then
   [`find_card_for_model`] by fingerprint);
 - `icp.card_render`: writing a card from a calibration ([`card_metadata`], the Markdown body,
-  [`write_card`]).
+  [`write_card`]);
+- `icp.card_results`: the card's benchmark results, its `model-index` and the results section of its body
+  ([`write_card_results`], which `eval/card_results.py` calls; [`write_card`] keeps both).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from .card_reader import (
     validate_card,
 )
 from .card_render import card_metadata, write_card
+from .card_results import write_card_results
 from .card_validation import CARD_VERSION as CARD_VERSION  # public, outside `__all__` (as before)
 from .card_validation import REQUIRED_TAG as REQUIRED_TAG  # public, outside `__all__` (as before)
 from .card_validation import (
@@ -113,4 +116,5 @@ __all__ = [
     "qualified_slug",
     "validate_card",
     "write_card",
+    "write_card_results",
 ]

@@ -446,6 +446,14 @@ def test_reuse_starts_clean_without_a_cache_when_shapes_line_up(model):
     assert icp.trace.metadata["prompt_length"] == 11
 
 
+def _cache_argument() -> str:
+    """generate()'s argument for a cache object: `cache` where transformers has it (it deprecates
+    `past_key_values`, removed in 5.40), else `past_key_values` (the lowest transformers accepted)."""
+    from transformers.generation import utils
+
+    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+
+
 def test_reuse_starts_clean_with_a_reused_cache(model):
     """A prefill of several positions into a cache object already seen is a new generation too."""
     from transformers import DynamicCache
@@ -453,11 +461,11 @@ def test_reuse_starts_clean_with_a_reused_cache(model):
     icp = ICP(model)
     cache = DynamicCache(config=model.config)
     first = prompt(batch=1, length=5)
-    out = generate(model, icp, inputs=first, max_new_tokens=6, past_key_values=cache)
+    out = generate(model, icp, inputs=first, max_new_tokens=6, **{_cache_argument(): cache})
     follow_up = torch.cat([out, prompt(batch=1, length=3, seed=5)["input_ids"]], dim=1)
     generate(
         model, icp, inputs={"input_ids": follow_up, "attention_mask": torch.ones_like(follow_up)},
-        max_new_tokens=4, past_key_values=cache,
+        max_new_tokens=4, **{_cache_argument(): cache},
     )
     assert icp.trace.steps == 4
     assert icp.trace.metadata["prompt_length"] == follow_up.shape[1]

@@ -5,7 +5,7 @@
 # temperature, ICP and ICP with abstention only (every decoder there would take about 4 h on 2 CPU cores).
 # Writes OUT/<suite>.{json,md,examples.jsonl} and plots; an interrupted pass resumes from OUT/cache.
 #
-#   bash eval/run_head.sh [OUT]          # OUT defaults to outputs/head; about 100 min on 2 CPU cores
+#   bash eval/run_head.sh [OUT]          # OUT defaults to outputs/head; about 70 min on 2 CPU cores
 #   cp OUT/<suite>.{json,md} OUT/<suite>.*.png eval/results/head/
 set -euo pipefail
 cd "$(dirname "$0")/.."

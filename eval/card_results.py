@@ -46,9 +46,9 @@ DEFAULT_METRICS = (
 
 
 def _setting(run: dict[str, Any], task: str, decoder: str) -> str:
-    """`decoder (value)` when the run used a tuned setting, else the decoder's name."""
+    """`decoder (name=value, ...)` when the run gave the decoder settings, else the decoder's name."""
     params = run.get("hyperparameters", {}).get(task, {}).get(decoder) or {}
-    values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in params.values())
+    values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     return f"{decoder} ({values})" if params else decoder
 
 
@@ -179,7 +179,7 @@ def section(rows: list[dict[str, Any]], runs: list[tuple[str, dict[str, Any]]], 
         lines.append(f"| {row['task']} | {row['n']} | {row['metric']}{row['direction']} | " + " | ".join(cells) + " |")
     settings = sorted({f"{label}" for row in rows for label in row["labels"].values() if "(" in label})
     if settings:
-        lines += ["", "Settings (tuned on the dev splits): " + "; ".join(settings) + "."]
+        lines += ["", "Settings (the tuned ones won on the dev splits): " + "; ".join(settings) + "."]
     lines += ["", "Runs:", ""]
     for name, run in runs:
         lines.append(

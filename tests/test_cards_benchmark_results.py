@@ -49,7 +49,8 @@ def test_writing_results_leaves_the_calibration_as_it_was(shipped_card):
     assert meta["icp"] == before.metadata["icp"] and after.target_entropy == before.target_entropy
     metrics = meta["model-index"][0]["results"][0]["metrics"]
     assert [(m["config"], m["value"]) for m in metrics] == [("icp", 0.48), ("greedy", 0.49)]
-    assert body.startswith(body_before.rstrip("\n")) and results_section(body) == _section("| a | b |")
+    calibration_body = with_results_section(body_before, None).rstrip("\n")  # the shipped card may hold results
+    assert body.startswith(calibration_body) and results_section(body) == _section("| a | b |")
 
 
 def test_writing_results_again_replaces_them_and_the_file_survives_a_hub_round_trip(shipped_card):

@@ -80,7 +80,7 @@ def test_the_card_gets_every_decoder_metric_of_every_task_and_a_table(files):
     table = results_section(body)
     assert "| knowledge_countries | 8 | accuracy ↑ | 0.450 ± 0.050 | 0.300 ± 0.050 |" in table
     assert "| loops_webtext | 8 | coherence ↑ | 0.450 ± 0.050 | — |" in table
-    assert "abstention_rate ↓" in table and "temperature (0.9)" in table and "git abc1234" in table
+    assert "abstention_rate ↓" in table and "temperature (temperature=0.9)" in table and "git abc1234" in table
     assert load_card(card).target_entropy == pytest.approx(1.9424)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.report import _cell  # noqa: E402
+from bench.report import format_cell  # noqa: E402
 from bench.results import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,8 @@ def render(
     lines = ["| decoder | " + " | ".join(label for _, label in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for d in rows:
         cells = [
-            _cell(results[d].get(m), None if m in NO_INTERVAL else intervals.get(d, {}).get(m)) for m, _ in columns
+            format_cell(results[d].get(m), None if m in NO_INTERVAL else intervals.get(d, {}).get(m))
+            for m, _ in columns
         ]
         lines.append(f"| {_label(run, task, d)} | " + " | ".join(cells) + " |")
     git = "+".join(part[:7] for part in str(run.get("git_hash", "unknown")).split("+"))

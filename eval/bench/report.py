@@ -26,7 +26,15 @@ from typing import Any
 from .results import direction, suites, upgrade
 from .tasks import HALLUCINATION_SUITES
 
-__all__ = ["COLUMNS", "SIGNAL_LABELS", "detection_tables", "markdown_tables", "risk_curves", "write_report"]
+__all__ = [
+    "COLUMNS",
+    "SIGNAL_LABELS",
+    "detection_tables",
+    "format_cell",
+    "markdown_tables",
+    "risk_curves",
+    "write_report",
+]
 
 #: Columns of each suite's table: (metric, higher is better where the results do not say). A suite not
 #: listed gets the metrics of its tasks' `higher_is_better` that its decoders have.
@@ -62,7 +70,13 @@ COLUMNS: dict[str, list[tuple[str, bool]]] = {
 }
 
 
-def _cell(value: float | None, interval: list[float] | None) -> str:
+def format_cell(value: float | None, interval: list[float] | None) -> str:
+    """A table cell: the value (3 decimals, 1 from 10 up), ± half the interval's width when it has one, `–` for none.
+
+    Example:
+        >>> format_cell(0.4519, [0.41, 0.49]), format_cell(54.11, [48.8, 59.4]), format_cell(None, None)
+        ('0.452 ± 0.040', '54.1 ± 5.3', '–')
+    """
     if value is None or not isinstance(value, (int, float)) or math.isnan(value):
         return "–"
     text = f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
@@ -144,8 +158,8 @@ def detection_tables(report: dict[str, Any], task: str) -> list[str]:
                 continue
             label = f"`{name}`: {SIGNAL_LABELS.get(name, name)}" + (" (best plain)" if name == best else "")
             lines.append(
-                f"| {label} | {_cell(values[f'auroc_{name}'], ci.get(f'auroc_{name}'))} | "
-                f"{_cell(values.get(f'prr_{name}'), None)} | "
+                f"| {label} | {format_cell(values[f'auroc_{name}'], ci.get(f'auroc_{name}'))} | "
+                f"{format_cell(values.get(f'prr_{name}'), None)} | "
                 f"{_signed(values.get(f'auroc_diff_{name}'), ci.get(f'auroc_diff_{name}'))} |"
             )
         lines.append("")
@@ -153,14 +167,14 @@ def detection_tables(report: dict[str, Any], task: str) -> list[str]:
             coverage = values.get("selective_coverage")
             lines += [
                 f"Selective prediction on {task}: {decoder}'s own abstention against the best plain signal at the "
-                f"same coverage ({_cell(coverage, ci.get('selective_coverage'))} of the questions answered):",
+                f"same coverage ({format_cell(coverage, ci.get('selective_coverage'))} of the questions answered):",
                 "",
                 "| answering | answered accuracy ↑ |",
                 "|---|---|",
                 f"| {decoder}: all but its loop and divergence stops | "
-                f"{_cell(values.get('selective_icp_accuracy'), ci.get('selective_icp_accuracy'))} |",
+                f"{format_cell(values.get('selective_icp_accuracy'), ci.get('selective_icp_accuracy'))} |",
                 f"| as many, the most confident by `{best}` | "
-                f"{_cell(values.get('selective_threshold_accuracy'), ci.get('selective_threshold_accuracy'))} |",
+                f"{format_cell(values.get('selective_threshold_accuracy'), ci.get('selective_threshold_accuracy'))} |",
                 f"| difference (paired 95 %) | {_signed(values.get('selective_diff'), ci.get('selective_diff'))} |",
                 "",
             ]
@@ -208,7 +222,7 @@ def markdown_tables(report: dict[str, Any]) -> str:
             for decoder, values in decoders.items():
                 ci = (report.get("intervals", {}).get(task, {}) or {}).get(decoder) or {}
                 params = report.get("hyperparameters", {}).get(task, {}).get(decoder)
-                cells = [_cell(values.get(name), ci.get(name)) for name, _ in columns]
+                cells = [format_cell(values.get(name), ci.get(name)) for name, _ in columns]
                 lines.append(f"| {decoder} | {_settings(params)} | " + " | ".join(cells) + " |")
             lines.append("")
             if suite in HALLUCINATION_SUITES:

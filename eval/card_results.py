@@ -24,7 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import load  # noqa: E402
+from bench.report import format_settings, short_hash  # noqa: E402
+from bench.results import direction, load  # noqa: E402
 from huggingface_hub import EvalResult  # noqa: E402
 
 from icp.card_reader import read_front_matter  # noqa: E402
@@ -48,14 +49,12 @@ DEFAULT_METRICS = (
 def _setting(run: dict[str, Any], task: str, decoder: str) -> str:
     """`decoder (name=value, ...)` when the run gave the decoder settings, else the decoder's name."""
     params = run.get("hyperparameters", {}).get(task, {}).get(decoder) or {}
-    values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-    return f"{decoder} ({values})" if params else decoder
+    return f"{decoder} ({format_settings(params)})" if params else decoder
 
 
 def _direction(run: dict[str, Any], task: str, metric: str) -> str:
-    """↑ / ↓ from the task's `higher_is_better` (by the metric's family for `auroc_*`), or nothing."""
-    table = run.get("higher_is_better", {}).get(task, {})
-    better = table.get(metric, table.get(metric.split("_")[0]))
+    """↑ / ↓ from the task's `higher_is_better` (`bench.results.direction`), or nothing."""
+    better = direction(run, task, metric)
     return "" if better is None else (" ↑" if better else " ↓")
 
 
@@ -149,11 +148,6 @@ def eval_results(rows: list[dict[str, Any]], split: str) -> list[EvalResult]:
     return results
 
 
-def _git(run: dict[str, Any]) -> str:
-    """The run's commit, short (`a+b` for a merge of runs at two commits)."""
-    return "+".join(part[:7] for part in str(run.get("git_hash", "unknown")).split("+"))
-
-
 def _cell(value_half: tuple[float, float | None] | None) -> str:
     if value_half is None:
         return "—"
@@ -183,7 +177,7 @@ def section(rows: list[dict[str, Any]], runs: list[tuple[str, dict[str, Any]]], 
     lines += ["", "Runs:", ""]
     for name, run in runs:
         lines.append(
-            f"- `{name}`: git {_git(run)}, {str(run.get('date', ''))[:10]}, "
+            f"- `{name}`: git {short_hash(run.get('git_hash', 'unknown'), 7)}, {str(run.get('date', ''))[:10]}, "
             f"{run.get('runtime_s', 0):.0f} s: `{run.get('command', '')}`"
         )
     lines.append(RESULTS_END)

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.report import format_cell  # noqa: E402
+from bench.report import format_cell, short_hash  # noqa: E402
 from bench.results import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ def render(
             for m, _ in columns
         ]
         lines.append(f"| {_label(run, task, d)} | " + " | ".join(cells) + " |")
-    git = "+".join(part[:7] for part in str(run.get("git_hash", "unknown")).split("+"))
+    git = short_hash(run.get("git_hash", "unknown"), 7)
     lines += ["", f"*`{name}`, git {git}, {run.get('runtime_s', 0):,.0f} s*"]
     return "\n".join(lines)
 

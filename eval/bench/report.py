@@ -31,8 +31,10 @@ __all__ = [
     "SIGNAL_LABELS",
     "detection_tables",
     "format_cell",
+    "format_settings",
     "markdown_tables",
     "risk_curves",
+    "short_hash",
     "write_report",
 ]
 
@@ -181,7 +183,13 @@ def detection_tables(report: dict[str, Any], task: str) -> list[str]:
     return lines
 
 
-def _settings(params: dict[str, Any] | None) -> str:
+def format_settings(params: dict[str, Any] | None) -> str:
+    """A decoder's settings as `name=value, ...` (`–` for none).
+
+    Example:
+        >>> format_settings({"temperature": 0.9}), format_settings({})
+        ('temperature=0.9', '–')
+    """
     if not params:
         return "–"
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
@@ -223,7 +231,7 @@ def markdown_tables(report: dict[str, Any]) -> str:
                 ci = (report.get("intervals", {}).get(task, {}) or {}).get(decoder) or {}
                 params = report.get("hyperparameters", {}).get(task, {}).get(decoder)
                 cells = [format_cell(values.get(name), ci.get(name)) for name, _ in columns]
-                lines.append(f"| {decoder} | {_settings(params)} | " + " | ".join(cells) + " |")
+                lines.append(f"| {decoder} | {format_settings(params)} | " + " | ".join(cells) + " |")
             lines.append("")
             if suite in HALLUCINATION_SUITES:
                 lines += detection_tables(report, task)
@@ -410,9 +418,14 @@ def _plot_risk(examples: list[dict], out: Path, decoder: str = "icp") -> list[Pa
     return written
 
 
-def _short_hash(value: Any) -> str:
-    """A git hash to 10 characters; each part of a merged "a+b" hash likewise."""
-    return "+".join(part[:10] for part in str(value).split("+"))
+def short_hash(value: Any, length: int = 10) -> str:
+    """A git hash cut to `length` characters; each part of a merged "a+b" hash likewise.
+
+    Example:
+        >>> short_hash("cba085985c9970d0+720f308f2b11", 7)
+        'cba0859+720f308'
+    """
+    return "+".join(part[:length] for part in str(value).split("+"))
 
 
 def write_report(report: dict[str, Any], out: Path, plots: bool = True, examples: list[dict] | None = None) -> str:
@@ -431,7 +444,7 @@ def write_report(report: dict[str, Any], out: Path, plots: bool = True, examples
     markdown = markdown_tables(report)
     header = (
         f"Results of `{report.get('command', 'eval/run.py')}` ({report.get('date', '?')}, "
-        f"git {_short_hash(report.get('git_hash'))}, {report.get('runtime_s', '?')} s).\n\n"
+        f"git {short_hash(report.get('git_hash'))}, {report.get('runtime_s', '?')} s).\n\n"
     )
     figures = []
     if plots:
